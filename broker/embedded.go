@@ -1,0 +1,172 @@
+// Package broker runs the embedded Kafka-protocol broker that
+// `sluice serve` uses when no --brokers are given: franz-go's kfake with its
+// data directory, so topics, offsets and the handler registry survive a
+// restart and a kill -9. It is the only package that knows kfake; everything
+// else speaks plain Kafka to the addresses it returns.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// DataDir holds the broker's durable state. Required.
+	DataDir string
+	// Addr is where the (first) broker listens, host:port. Port 0 picks a
+	// free port. Default 127.0.0.1:9092.
+	Addr string
+	// Partitions is the partition count of topics created on first use.
+	// Default 12.
+	Partitions int
+	// Brokers is the number of brokers in the embedded cluster, listening
+	// on consecutive ports from Addr (or free ports with port 0). Default 1.
+	Brokers int
+	// SyncWrites fsyncs every produced batch before acknowledging it. Off by
+	// default: acknowledged data is in the OS page cache, which survives a
+	// process crash (kill -9) but not a power loss.
+	SyncWrites bool
+	// Logger receives the broker's warnings. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Embedded is a running embedded broker.
+type Embedded struct {
+	c     *kfake.Cluster
+	addrs []string
+	cfg   Config
+	once  sync.Once
+}
+
+// Start starts the broker, loading any state in DataDir.
+func Start(cfg Config) (*Embedded, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("embedded broker: data dir is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:9092"
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 12
+	}
+	if cfg.Brokers <= 0 {
+		cfg.Brokers = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: --kafka-addr %q: %w", cfg.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("embedded broker: --kafka-addr %q: bad port", cfg.Addr)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded broker: creating data dir: %w", err)
+	}
+	ports := make([]int, cfg.Brokers)
+	for i := range ports {
+		if port != 0 {
+			ports[i] = port + i
+		}
+	}
+	opts := []kfake.Opt{
+		kfake.DataDir(cfg.DataDir),
+		kfake.NumBrokers(cfg.Brokers),
+		kfake.Ports(ports...),
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, p, _ := net.SplitHostPort(address)
+			return net.Listen(network, net.JoinHostPort(host, p))
+		}),
+		kfake.DefaultNumPartitions(cfg.Partitions),
+		kfake.GroupMinSessionTimeout(1000 * 1000 * 1000), // 1s: lets tests fail over quickly
+		kfake.WithLogger(slogLogger{cfg.Logger}),
+		kfake.ClusterID("sluice-embedded"),
+	}
+	if cfg.SyncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	e := &Embedded{c: c, addrs: c.ListenAddrs(), cfg: cfg}
+	c.ControlKey(int16(kmsg.Metadata), e.createOnMetadata)
+	return e, nil
+}
+
+// createOnMetadata creates, through the durable CreateTopic path, every
+// topic a client asks to auto-create. kfake's own auto-creation from a
+// Metadata request does not persist the topic, so a topic first produced to
+// by an outside client (kcat, librdkafka) would vanish after a crash.
+func (e *Embedded) createOnMetadata(req kmsg.Request) (kmsg.Response, error, bool) {
+	mr, ok := req.(*kmsg.MetadataRequest)
+	if !ok || !mr.AllowAutoTopicCreation {
+		return nil, nil, false
+	}
+	for _, t := range mr.Topics {
+		if t.Topic == nil || *t.Topic == "" || !validTopic(*t.Topic) {
+			continue
+		}
+		if e.c.TopicInfo(*t.Topic) != nil {
+			continue
+		}
+		if err := e.c.CreateTopic(*t.Topic, int32(e.cfg.Partitions), nil); err != nil {
+			e.cfg.Logger.Debug("auto-creating topic", "topic", *t.Topic, "err", err)
+		}
+	}
+	return nil, nil, false
+}
+
+func validTopic(t string) bool {
+	if len(t) > 249 || t == "." || t == ".." {
+		return false
+	}
+	for _, c := range t {
+		if !(c == '.' || c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Addrs are the listening brokers' addresses, for any Kafka client.
+func (e *Embedded) Addrs() []string { return e.addrs }
+
+// Cluster exposes the kfake cluster for fault injection in tests.
+func (e *Embedded) Cluster() *kfake.Cluster { return e.c }
+
+// Close stops the broker, flushing its state to the data dir. Safe to call
+// twice.
+func (e *Embedded) Close() {
+	e.once.Do(e.c.Close)
+}
+
+// Shutdown is Close for a context-aware caller.
+func (e *Embedded) Shutdown(context.Context) error {
+	e.Close()
+	return nil
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	switch level {
+	case kfake.LogLevelError:
+		s.l.Error("broker: " + fmt.Sprintf(msg, args...))
+	case kfake.LogLevelWarn:
+		s.l.Debug("broker: " + fmt.Sprintf(msg, args...))
+	}
+}

@@ -1,0 +1,472 @@
+package consumers
+
+import (
+	"context"
+
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/handlers"
+)
+
+// Options tune the engine. Zero values take the documented defaults.
+type Options struct {
+	// CommitInterval is how often finished positions are committed. Default 1s.
+	CommitInterval time.Duration
+	// DrainTimeout bounds how long a revoked or stopping assignment waits
+	// for in-flight invocations before abandoning them (they are then
+	// redelivered, never lost). Default 20s.
+	DrainTimeout time.Duration
+	// RetryDelay is the wait before retrying a failed message. Default 1s.
+	RetryDelay time.Duration
+	// MaxPendingPerPartition bounds the fetched messages of one partition
+	// not yet behind its commit position, and so the redelivery a crash can
+	// cause. Default 64 x concurrency, at least 1,024.
+	MaxPendingPerPartition int
+	// Logger receives the engine's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults(concurrency int) Options {
+	if o.CommitInterval <= 0 {
+		o.CommitInterval = time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 20 * time.Second
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = time.Second
+	}
+	if o.MaxPendingPerPartition <= 0 {
+		o.MaxPendingPerPartition = max(1024, 64*concurrency)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Runner consumes one handler's topic and invokes its handler, with the
+// at-least-once guarantee: a partition's offset is committed only past
+// messages that have all reached a final outcome.
+//
+// Within one Runner, ordering decides what may run at once: with "key",
+// messages of the same key run one at a time in offset order and different
+// keys run in parallel (messages without a key are unordered); with
+// "partition", each partition runs one at a time; with "none", anything
+// runs. In every mode no more than spec.Concurrency messages are fetched and
+// unfinished at once, across all partitions.
+type Runner struct {
+	spec    handlers.Spec
+	invoker handlers.Invoker
+	src     Source
+	opts    Options
+	log     *slog.Logger
+
+	slots chan struct{}
+
+	mu         sync.Mutex
+	partitions []*partition
+	state      string
+	lastErr    string
+
+	received  atomic.Uint64
+	succeeded atomic.Uint64
+	failed    atomic.Uint64
+	commits   atomic.Uint64
+	commitErr atomic.Uint64
+	running   atomic.Int64
+}
+
+// NewRunner returns a runner for a normalized, valid spec.
+func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Options) *Runner {
+	opts = opts.withDefaults(spec.Concurrency)
+	return &Runner{
+		spec:    spec,
+		invoker: inv,
+		src:     src,
+		opts:    opts,
+		log:     opts.Logger.With("handler", spec.Name, "topic", spec.Topic),
+		slots:   make(chan struct{}, spec.Concurrency),
+		state:   "starting",
+	}
+}
+
+// Run consumes until ctx is done, then drains: it stops fetching, lets
+// in-flight invocations finish (up to DrainTimeout), commits, and leaves the
+// group. It returns only after that.
+func (r *Runner) Run(ctx context.Context) error {
+	for {
+		err := r.src.Consume(ctx, r.session)
+		if ctx.Err() != nil {
+			r.setState("stopped", "")
+			return nil
+		}
+		if err != nil {
+			r.log.Error("consuming failed; restarting", "err", err)
+			r.setState("error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			r.setState("stopped", "")
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// SourceError is the callback a Source uses to report a transient error
+// (or recovery, with nil) to this runner's status.
+func (r *Runner) SourceError(err error) {
+	if err == nil {
+		r.setState("running", "")
+		return
+	}
+	r.setState("error", err.Error())
+}
+
+func (r *Runner) setState(state, lastErr string) {
+	r.mu.Lock()
+	r.state = state
+	if lastErr != "" || state == "running" {
+		r.lastErr = lastErr
+	}
+	r.mu.Unlock()
+}
+
+// session is one assignment: a fetch loop per partition, periodic commits,
+// then drain and a final commit when the assignment ends.
+type session struct {
+	src      Session
+	work     context.Context // invocations; outlives the assignment by DrainTimeout
+	draining atomic.Bool
+	drainCh  chan struct{}
+	running  sync.WaitGroup // goroutines invoking handlers
+}
+
+type partition struct {
+	id        int
+	tr        *tracker
+	committed atomic.Int64
+	fetched   atomic.Int64 // offset of the last fetched message
+	mu        sync.Mutex
+	chains    map[string]*chain
+}
+
+type chain struct{ queue []*work }
+
+type work struct {
+	msg handlers.Message
+	seq uint64
+	p   *partition
+}
+
+func (r *Runner) session(s Session) {
+	ctx := s.Context()
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	ss := &session{src: s, work: workCtx, drainCh: make(chan struct{})}
+
+	assigns := s.Assignments()
+	ps := make([]*partition, len(assigns))
+	var fetchers sync.WaitGroup
+	for i, a := range assigns {
+		p := &partition{id: a.Partition, tr: newTracker(), chains: make(map[string]*chain)}
+		p.committed.Store(a.Offset)
+		p.fetched.Store(-1)
+		ps[i] = p
+		fetchers.Add(1)
+		go func() {
+			defer fetchers.Done()
+			r.fetchLoop(ctx, ss, p, a)
+		}()
+	}
+	r.mu.Lock()
+	r.partitions = ps
+	r.state = "running"
+	r.lastErr = ""
+	r.mu.Unlock()
+	r.log.Info("assignment started", "partitions", partitionIDs(ps))
+
+	ticker := time.NewTicker(r.opts.CommitInterval)
+	defer ticker.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-ticker.C:
+			if err := r.commit(ctx, ss, ps); err != nil && ctx.Err() == nil {
+				r.log.Warn("commit failed; will retry", "err", err)
+			}
+		}
+	}
+
+	// The assignment is over: stop fetching, let in-flight work finish,
+	// commit, and only then release the partitions.
+	fetchers.Wait()
+	ss.draining.Store(true)
+	close(ss.drainCh)
+	drained := make(chan struct{})
+	go func() { ss.running.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(r.opts.DrainTimeout):
+		r.log.Warn("drain timed out; abandoning in-flight invocations, they will be redelivered",
+			"in_flight", r.running.Load(), "timeout", r.opts.DrainTimeout)
+		cancelWork()
+		<-drained
+	}
+	r.finalCommit(ss, ps)
+	r.mu.Lock()
+	r.partitions = nil
+	r.mu.Unlock()
+	r.log.Info("assignment ended", "partitions", partitionIDs(ps))
+}
+
+func (r *Runner) finalCommit(ss *session, ps []*partition) {
+	deadline := time.Now().Add(10 * time.Second)
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := r.commit(ctx, ss, ps)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			r.log.Error("final commit failed; the uncommitted messages will be redelivered to the next owner", "err", err)
+			return
+		}
+		r.log.Warn("final commit failed; retrying", "err", err)
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error {
+	var offsets map[int]int64
+	for _, p := range ps {
+		if pos := p.tr.commitPosition(); pos > p.committed.Load() {
+			if offsets == nil {
+				offsets = make(map[int]int64, len(ps))
+			}
+			offsets[p.id] = pos
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	if err := ss.src.Commit(ctx, offsets); err != nil {
+		r.commitErr.Add(1)
+		return err
+	}
+	r.commits.Add(1)
+	for _, p := range ps {
+		if pos, ok := offsets[p.id]; ok {
+			p.committed.Store(pos)
+		}
+	}
+	return nil
+}
+
+func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Assignment) {
+	log := r.log.With("partition", p.id)
+	var rd PartitionReader
+	for backoff := 100 * time.Millisecond; rd == nil; backoff = min(2*backoff, 5*time.Second) {
+		var err error
+		if rd, err = ss.src.Reader(a); err != nil {
+			log.Warn("opening partition reader failed; retrying", "err", err)
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+		}
+	}
+	defer rd.Close()
+	backoff := 100 * time.Millisecond
+	for {
+		for p.tr.pending() >= r.opts.MaxPendingPerPartition {
+			select {
+			case <-p.tr.wake:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		w := &work{p: p}
+		if err := rd.Fetch(ctx, &w.msg); err != nil {
+			<-r.slots
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("fetch failed; retrying", "err", err)
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		r.received.Add(1)
+		p.fetched.Store(w.msg.Offset)
+		w.seq = p.tr.add(w.msg.Offset)
+		r.dispatch(ss, w)
+	}
+}
+
+// dispatch starts w now or queues it behind the message it must follow.
+func (r *Runner) dispatch(ss *session, w *work) {
+	var key string
+	switch r.spec.Ordering {
+	case handlers.OrderingNone:
+		r.start(ss, w, "", nil)
+		return
+	case handlers.OrderingKey:
+		if len(w.msg.Key) == 0 {
+			r.start(ss, w, "", nil)
+			return
+		}
+		key = string(w.msg.Key)
+	}
+	p := w.p
+	p.mu.Lock()
+	if c, ok := p.chains[key]; ok {
+		c.queue = append(c.queue, w)
+		p.mu.Unlock()
+		return
+	}
+	c := &chain{}
+	p.chains[key] = c
+	p.mu.Unlock()
+	r.start(ss, w, key, c)
+}
+
+// start runs w on a new goroutine, then the rest of its chain, if any.
+func (r *Runner) start(ss *session, w *work, key string, c *chain) {
+	ss.running.Add(1)
+	r.running.Add(1)
+	go func() {
+		defer ss.running.Done()
+		defer r.running.Add(-1)
+		for {
+			r.process(ss, w)
+			if c == nil {
+				return
+			}
+			p := w.p
+			p.mu.Lock()
+			if len(c.queue) == 0 || ss.draining.Load() {
+				abandoned := c.queue
+				delete(p.chains, key)
+				p.mu.Unlock()
+				for range abandoned {
+					<-r.slots
+				}
+				return
+			}
+			w = c.queue[0]
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// process invokes w until it reaches a final outcome, or abandons it when
+// the assignment drains; an abandoned message is not committed past and so
+// is redelivered to the partition's next owner.
+func (r *Runner) process(ss *session, w *work) {
+	defer func() { <-r.slots }()
+	if ss.draining.Load() {
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		w.msg.Attempt = attempt
+		err := r.invoker.Invoke(ss.work, &w.msg)
+		if err == nil {
+			r.succeeded.Add(1)
+			w.p.tr.finish(w.seq)
+			return
+		}
+		r.failed.Add(1)
+		if ss.work.Err() != nil {
+			return
+		}
+		r.log.Warn("invocation failed; retrying", "partition", w.msg.Partition, "offset", w.msg.Offset,
+			"attempt", attempt, "err", err)
+		select {
+		case <-time.After(r.opts.RetryDelay):
+		case <-ss.drainCh:
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func partitionIDs(ps []*partition) []int {
+	ids := make([]int, len(ps))
+	for i, p := range ps {
+		ids[i] = p.id
+	}
+	return ids
+}
+
+// Status is a snapshot of a runner.
+type Status struct {
+	// State is starting, running, error or stopped.
+	State      string            `json:"state"`
+	LastError  string            `json:"lastError,omitempty"`
+	InFlight   int               `json:"inFlight"`
+	Limit      int               `json:"concurrencyLimit"`
+	Received   uint64            `json:"received"`
+	Succeeded  uint64            `json:"succeeded"`
+	Failed     uint64            `json:"failed"`
+	Commits    uint64            `json:"commits"`
+	CommitErrs uint64            `json:"commitErrors"`
+	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// PartitionStatus is one assigned partition.
+type PartitionStatus struct {
+	Partition int   `json:"partition"`
+	Committed int64 `json:"committed"`
+	Fetched   int64 `json:"fetched"`
+	Pending   int   `json:"pending"`
+}
+
+// Status returns a snapshot; safe for concurrent use.
+func (r *Runner) Status() Status {
+	r.mu.Lock()
+	st := Status{State: r.state, LastError: r.lastErr, Limit: cap(r.slots)}
+	ps := r.partitions
+	r.mu.Unlock()
+	st.InFlight = len(r.slots)
+	st.Received = r.received.Load()
+	st.Succeeded = r.succeeded.Load()
+	st.Failed = r.failed.Load()
+	st.Commits = r.commits.Load()
+	st.CommitErrs = r.commitErr.Load()
+	st.Partitions = make([]PartitionStatus, 0, len(ps))
+	for _, p := range ps {
+		st.Partitions = append(st.Partitions, PartitionStatus{
+			Partition: p.id, Committed: p.committed.Load(), Fetched: p.fetched.Load(), Pending: p.tr.pending(),
+		})
+	}
+	return st
+}

@@ -1,0 +1,59 @@
+package consumers
+
+import (
+	"context"
+
+	"github.com/sluicehq/sluice/handlers"
+)
+
+// Source is where one handler's messages come from: one topic, read by one
+// consumer group whose partitions are shared by every node running the
+// handler. Kafka is the first implementation (KafkaSource); the engine knows
+// nothing else about the queue behind it.
+type Source interface {
+	// Consume joins the group and calls session once for every assignment
+	// this member receives, one at a time. session must return soon after
+	// the Session's context is done, having drained and committed what it
+	// could: only then are the partitions released to other members.
+	// Consume returns nil when ctx is done, or an error it cannot recover
+	// from; transient errors (broker unreachable, coordinator moved) are
+	// retried inside it and reported through the status callback.
+	Consume(ctx context.Context, session func(Session)) error
+}
+
+// Session is one assignment of partitions to this member.
+type Session interface {
+	// Context is done when the assignment is revoked (a rebalance) or the
+	// member is leaving.
+	Context() context.Context
+	// Assignments are the partitions this member owns in this session, each
+	// with the position to read from: the committed offset, or one of
+	// FirstOffset and LastOffset when the group has none.
+	Assignments() []Assignment
+	// Reader opens a reader for one assigned partition. The caller closes it.
+	Reader(a Assignment) (PartitionReader, error)
+	// Commit records, for each partition, the offset of the next message to
+	// process. It returns nil only when the broker has stored every offset.
+	// It still works after Context is done, until session returns.
+	Commit(ctx context.Context, offsets map[int]int64) error
+}
+
+// Sentinel positions for Assignment.Offset.
+const (
+	FirstOffset int64 = -2
+	LastOffset  int64 = -1
+)
+
+// Assignment is one partition owned by a session and where to start it.
+type Assignment struct {
+	Partition int
+	Offset    int64
+}
+
+// PartitionReader reads one partition in offset order.
+type PartitionReader interface {
+	// Fetch fills m with the next message, blocking until there is one or
+	// ctx is done. It owns the retries of transient broker errors.
+	Fetch(ctx context.Context, m *handlers.Message) error
+	Close() error
+}

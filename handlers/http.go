@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/base64"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// CloudEvents and Sluice request headers set by the HTTP invoker.
+const (
+	HeaderKey       = "Sluice-Key"
+	HeaderKeyBase64 = "Sluice-Key-Base64"
+	HeaderAttempt   = "Sluice-Attempt"
+	HeaderPartition = "Sluice-Partition"
+	HeaderOffset    = "Sluice-Offset"
+	DefaultCEType   = "dev.sluice.message"
+)
+
+// maxErrorBody bounds how much of a failed response is kept in the error.
+const maxErrorBody = 512
+
+// HTTPInvoker POSTs each message to an endpoint in CloudEvents binary mode:
+// the body is the message value, ce-* headers carry the event attributes,
+// Kafka headers are passed through (ce_x as ce-x, as the CloudEvents Kafka
+// binding maps them), and Sluice-Key / Sluice-Attempt carry the key and the
+// attempt number. A 2xx answer is success; anything else is an *HTTPError.
+type HTTPInvoker struct {
+	url     string
+	timeout time.Duration
+	headers http.Header
+	client  *http.Client
+}
+
+// NewHTTPInvoker returns an invoker for spec, with a keep-alive pool sized for
+// maxConns connections.
+func NewHTTPInvoker(spec *HTTPSpec, maxConns int) *HTTPInvoker {
+	h := make(http.Header, len(spec.Headers))
+	for k, v := range spec.Headers {
+		h.Set(k, v)
+	}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	timeout := spec.Timeout.D()
+	if timeout <= 0 {
+		timeout = DefaultHTTPTimeout
+	}
+	return &HTTPInvoker{url: spec.URL, timeout: timeout, headers: h, client: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (h *HTTPInvoker) Close() { h.client.CloseIdleConnections() }
+
+// Invoke sends m and reports the outcome.
+func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(m.Value))
+	if err != nil {
+		return Permanent(fmt.Errorf("building request: %w", err))
+	}
+	for k, v := range h.headers {
+		req.Header[k] = v
+	}
+	setEventHeaders(req.Header, m)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &TimeoutError{After: h.timeout}
+		}
+		return fmt.Errorf("POST %s: %w", h.url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		return nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	return &HTTPError{
+		StatusCode: resp.StatusCode,
+		Body:       string(bytes.ToValidUTF8(body, []byte("?"))),
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
+}
+
+func setEventHeaders(h http.Header, m *Message) {
+	h["Ce-Specversion"] = []string{"1.0"}
+	h["Ce-Id"] = []string{m.ID()}
+	h["Ce-Source"] = []string{"/sluice/topics/" + m.Topic}
+	h["Ce-Type"] = []string{DefaultCEType}
+	if !m.Time.IsZero() {
+		h["Ce-Time"] = []string{m.Time.UTC().Format(time.RFC3339Nano)}
+	}
+	ctype := "application/octet-stream"
+	for _, kh := range m.Headers {
+		k := kh.Key
+		switch {
+		case strings.EqualFold(k, "content-type"):
+			ctype = string(kh.Value)
+			continue
+		case strings.HasPrefix(k, "ce_"):
+			k = "ce-" + k[3:]
+		}
+		if !validHeaderName(k) || reservedHeader(k) || !printable(kh.Value) {
+			continue
+		}
+		h[http.CanonicalHeaderKey(k)] = []string{string(kh.Value)}
+	}
+	h["Content-Type"] = []string{ctype}
+	if m.Key != nil {
+		if printable(m.Key) {
+			h[HeaderKey] = []string{string(m.Key)}
+		} else {
+			h[HeaderKeyBase64] = []string{base64Std(m.Key)}
+		}
+	}
+	h[HeaderAttempt] = []string{strconv.Itoa(m.Attempt)}
+	h[HeaderPartition] = []string{strconv.Itoa(m.Partition)}
+	h[HeaderOffset] = []string{strconv.FormatInt(m.Offset, 10)}
+}
+
+func reservedHeader(k string) bool {
+	switch strings.ToLower(k) {
+	case "host", "content-length", "transfer-encoding", "connection", "te", "trailer", "upgrade", "keep-alive",
+		"proxy-connection", "expect":
+		return true
+	}
+	return false
+}
+
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// HTTPError is a non-2xx answer from an endpoint.
+type HTTPError struct {
+	StatusCode int
+	// Body is the start of the response body, at most 512 bytes.
+	Body string
+	// RetryAfter is the wait the endpoint asked for with Retry-After, or 0.
+	RetryAfter time.Duration
+}
+
+func (e *HTTPError) Error() string {
+	s := fmt.Sprintf("HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if b := strings.TrimSpace(e.Body); b != "" {
+		s += ": " + b
+	}
+	return s
+}
+
+// TimeoutError is an invocation that did not finish within its timeout.
+type TimeoutError struct{ After time.Duration }
+
+func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.After) }
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Message is one record of a topic as a handler sees it. The engine owns it:
+// a handler may read it during the invocation but must not keep it after
+// returning, nor change Key, Value or Headers.
+type Message struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Time      time.Time
+	// Attempt counts deliveries of this message to this handler within one
+	// run of the engine, starting at 1.
+	Attempt int
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// ID is the message's identity across every node and every retry:
+// topic/partition/offset. It is the CloudEvents ce-id.
+func (m *Message) ID() string {
+	return m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10)
+}
+
+// Header returns the value of the first header named key, and whether there
+// was one.
+func (m *Message) Header(key string) ([]byte, bool) {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return h.Value, true
+		}
+	}
+	return nil, false
+}
+
+// Invoker delivers one message to a handler. Invoke returns nil when the
+// handler succeeded; an error marked with Permanent when retrying cannot
+// help; any other error is a retryable failure. Invoke must honour ctx and be
+// safe for concurrent use.
+type Invoker interface {
+	Invoke(ctx context.Context, m *Message) error
+}
+
+// Func is a handler written in Go and compiled into the Sluice binary.
+// Returning nil acknowledges the message; returning Permanent(err) sends it
+// straight to the failure path without retries; any other error is retried.
+type Func func(ctx context.Context, m *Message) error
+
+// Invoke calls f, turning a panic into that message's failure so that one bad
+// message cannot crash the node.
+func (f Func) Invoke(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r}
+		}
+	}()
+	return f(ctx, m)
+}
+
+// PanicError is the failure of a Go handler that panicked.
+type PanicError struct{ Value any }
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as a failure that retrying cannot fix. A nil err stays
+// nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,229 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Ordering says which messages of a handler must not run at the same time
+// and must complete in offset order.
+type Ordering string
+
+const (
+	// OrderingKey keeps the messages of each key in order and runs different
+	// keys in parallel. The default.
+	OrderingKey Ordering = "key"
+	// OrderingPartition runs each partition one message at a time.
+	OrderingPartition Ordering = "partition"
+	// OrderingNone runs any message as soon as there is room.
+	OrderingNone Ordering = "none"
+)
+
+// StartFrom says where a new handler starts reading a topic when its group
+// has no committed offset yet.
+type StartFrom string
+
+const (
+	// StartEarliest reads the topic from its first retained message. The default.
+	StartEarliest StartFrom = "earliest"
+	// StartLatest reads only messages produced after the handler first joins.
+	StartLatest StartFrom = "latest"
+)
+
+// Defaults applied by Spec.Normalize.
+const (
+	DefaultConcurrency = 16
+	DefaultHTTPTimeout = 30 * time.Second
+	MaxConcurrency     = 10000
+)
+
+// Spec is a registered handler: which topic it consumes, what it invokes and
+// how. The zero values of optional fields take the defaults documented on
+// each field; Normalize fills them in.
+type Spec struct {
+	// Name identifies the handler: [a-z0-9][a-z0-9-]{0,62}. The handler
+	// consumes with the consumer group "sluice.<name>".
+	Name string `json:"name"`
+	// Topic is the topic the handler consumes.
+	Topic string `json:"topic"`
+	// HTTP invokes an endpoint with one POST per message. Exactly one of
+	// HTTP and Go is set.
+	HTTP *HTTPSpec `json:"http,omitempty"`
+	// Go invokes a function registered in-process under the handler's name.
+	Go *GoSpec `json:"go,omitempty"`
+	// Ordering is key (default), partition or none.
+	Ordering Ordering `json:"ordering,omitempty"`
+	// Concurrency is the most messages in flight for this handler on one
+	// node, fetched but not yet finished. Default 16.
+	Concurrency int `json:"concurrency,omitempty"`
+	// StartFrom is earliest (default) or latest.
+	StartFrom StartFrom `json:"startFrom,omitempty"`
+}
+
+// HTTPSpec configures the HTTP invoker.
+type HTTPSpec struct {
+	// URL is the absolute http(s) URL that receives one POST per message.
+	URL string `json:"url"`
+	// Timeout bounds one request. Default 30s.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Headers are added to every request.
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// GoSpec selects the Go function registered under the handler's name.
+type GoSpec struct{}
+
+// Group is the Kafka consumer group the handler consumes with.
+func (s *Spec) Group() string { return "sluice." + s.Name }
+
+// Normalize fills in defaults. It is idempotent.
+func (s *Spec) Normalize() {
+	if s.Ordering == "" {
+		s.Ordering = OrderingKey
+	}
+	if s.Concurrency == 0 {
+		s.Concurrency = DefaultConcurrency
+	}
+	if s.StartFrom == "" {
+		s.StartFrom = StartEarliest
+	}
+	if s.HTTP != nil && s.HTTP.Timeout == 0 {
+		s.HTTP.Timeout = Duration(DefaultHTTPTimeout)
+	}
+}
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+)
+
+// ValidateTopic checks a Kafka topic name.
+func ValidateTopic(field, topic string) error {
+	switch {
+	case topic == "":
+		return &FieldError{Field: field, Msg: "is required"}
+	case topic == "." || topic == "..":
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a valid topic name", topic)}
+	case !topicRE.MatchString(topic):
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a valid topic name: use up to 249 of a-z A-Z 0-9 . _ -", topic)}
+	}
+	return nil
+}
+
+// ValidateName checks a handler name.
+func ValidateName(name string) error {
+	if name == "" {
+		return &FieldError{Field: "name", Msg: "is required"}
+	}
+	if !nameRE.MatchString(name) {
+		return &FieldError{Field: "name", Msg: fmt.Sprintf("%q must match [a-z0-9][a-z0-9-]{0,62}", name)}
+	}
+	return nil
+}
+
+// Validate checks a normalized spec and returns a *FieldError naming the
+// first field that is wrong.
+func (s *Spec) Validate() error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if err := ValidateTopic("topic", s.Topic); err != nil {
+		return err
+	}
+	if strings.HasPrefix(s.Topic, "__") {
+		return &FieldError{Field: "topic", Msg: fmt.Sprintf("%q is an internal topic", s.Topic)}
+	}
+	switch {
+	case s.HTTP == nil && s.Go == nil:
+		return &FieldError{Field: "http", Msg: "one invoker is required: http or go"}
+	case s.HTTP != nil && s.Go != nil:
+		return &FieldError{Field: "go", Msg: "only one invoker may be set: http or go"}
+	}
+	if s.HTTP != nil {
+		u, err := url.Parse(s.HTTP.URL)
+		if s.HTTP.URL == "" {
+			return &FieldError{Field: "http.url", Msg: "is required"}
+		}
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &FieldError{Field: "http.url", Msg: fmt.Sprintf("must be an absolute http(s) URL, got %q", s.HTTP.URL)}
+		}
+		if s.HTTP.Timeout < 0 {
+			return &FieldError{Field: "http.timeout", Msg: "must not be negative"}
+		}
+		for k := range s.HTTP.Headers {
+			if !validHeaderName(k) {
+				return &FieldError{Field: "http.headers." + k, Msg: "is not a valid HTTP header name"}
+			}
+		}
+	}
+	switch s.Ordering {
+	case OrderingKey, OrderingPartition, OrderingNone:
+	default:
+		return &FieldError{Field: "ordering", Msg: fmt.Sprintf("must be key, partition or none, got %q", s.Ordering)}
+	}
+	if s.Concurrency < 1 || s.Concurrency > MaxConcurrency {
+		return &FieldError{Field: "concurrency", Msg: fmt.Sprintf("must be between 1 and %d, got %d", MaxConcurrency, s.Concurrency)}
+	}
+	switch s.StartFrom {
+	case StartEarliest, StartLatest:
+	default:
+		return &FieldError{Field: "startFrom", Msg: fmt.Sprintf("must be earliest or latest, got %q", s.StartFrom)}
+	}
+	return nil
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if c > 127 || !(c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// FieldError is a problem with one field of a spec. Field is the path from
+// the spec's root, such as "http.url".
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// Duration is a time.Duration written as a Go duration string ("250ms",
+// "30s") in YAML and JSON.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string such as "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("must be a duration such as \"500ms\" or \"30s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("must be a duration such as \"500ms\" or \"30s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
