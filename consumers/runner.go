@@ -294,14 +294,8 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 				return
 			}
 		}
-		select {
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
 		w := &work{p: p}
 		if err := rd.Fetch(ctx, &w.msg); err != nil {
-			<-r.slots
 			if ctx.Err() != nil {
 				return
 			}
@@ -313,6 +307,15 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		// A slot is taken only once a message is in hand, so partitions
+		// with nothing to read never starve the others. A message that
+		// waits here was fetched but is not in flight: it is not tracked
+		// and so not committed past; a revocation simply drops it.
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		r.received.Add(1)
 		p.fetched.Store(w.msg.Offset)
 		w.seq = p.tr.add(w.msg.Offset)

@@ -311,3 +311,21 @@ func TestRebalanceHandsOverWithoutLoss(t *testing.T) {
 		t.Fatalf("%d duplicates: more than the in-flight bound allows", dups)
 	}
 }
+
+// With a limit below the partition count, idle partitions must not hold
+// the slots that busy ones need, and messages produced after the handler
+// joined (on an empty topic, startFrom earliest) are all delivered.
+func TestLowConcurrencyOnManyPartitionsDoesNotStarve(t *testing.T) {
+	f := newFixture(t)
+	if err := f.tc.Create(context.Background(), "sparse", 12, nil); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	inv := handlers.Func(func(ctx context.Context, m *handlers.Message) error { n.Add(1); return nil })
+	spec := handlers.Spec{Name: "sparse", Topic: "sparse", Go: &handlers.GoSpec{}, Concurrency: 1}
+	r, _ := f.runner(t, spec, inv, consumers.Options{})
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(r.Status().Partitions) == 12 }, "assignment of 12 partitions")
+	testkit.Fill(t, f.tc, "sparse", 3, func(i int) []byte { return []byte(strconv.Itoa(i)) }, func(i int) []byte { return []byte("x") })
+	testkit.Eventually(t, 10*time.Second, func() bool { return n.Load() == 3 }, "3 deliveries with concurrency 1")
+	testkit.Eventually(t, 10*time.Second, func() bool { return f.committed(t, spec.Group(), spec.Topic) == 3 }, "commit of 3")
+}

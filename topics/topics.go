@@ -297,7 +297,10 @@ func (c *Client) Produce(ctx context.Context, topic string, records []Record) ([
 			now := time.Now()
 			for j, i := range idx {
 				r := records[i]
-				recs[j] = kafka.Record{Time: now, Headers: r.Headers, Value: kafka.NewBytes(r.Value)}
+				recs[j] = kafka.Record{Time: now, Headers: r.Headers}
+				if r.Value != nil { // nil is a tombstone
+					recs[j].Value = kafka.NewBytes(r.Value)
+				}
 				if r.Key != nil {
 					recs[j].Key = kafka.NewBytes(r.Key)
 				}

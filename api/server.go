@@ -1,0 +1,375 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/topics"
+)
+
+// Backend is what the API serves. The node (package sluice) implements it.
+type Backend interface {
+	ListHandlers(ctx context.Context) []Handler
+	GetHandler(ctx context.Context, name string) (Handler, error)
+	// ApplyHandler creates or replaces a handler; created reports which.
+	ApplyHandler(ctx context.Context, spec handlers.Spec) (h Handler, created bool, err error)
+	DeleteHandler(ctx context.Context, name string) error
+	SetPaused(ctx context.Context, name string, paused bool) (Handler, error)
+	Publish(ctx context.Context, topic string, recs []topics.Record) ([]topics.Produced, error)
+	ListTopics(ctx context.Context) ([]topics.Info, error)
+	CreateTopic(ctx context.Context, name string, partitions int) error
+	// Ready reports whether the node can serve, with the state of each check.
+	Ready(ctx context.Context) (bool, map[string]string)
+}
+
+// Errors a Backend returns that map to HTTP statuses.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// ServerConfig tunes the API server.
+type ServerConfig struct {
+	// MaxPublishBytes bounds a publish body; larger gets 413. Default 8 MiB.
+	MaxPublishBytes int64
+	// MaxSpecBytes bounds a handler spec body. Default 1 MiB.
+	MaxSpecBytes int64
+	Logger       *slog.Logger
+}
+
+// NewServer returns the API's http.Handler.
+func NewServer(b Backend, cfg ServerConfig) http.Handler {
+	if cfg.MaxPublishBytes <= 0 {
+		cfg.MaxPublishBytes = 8 << 20
+	}
+	if cfg.MaxSpecBytes <= 0 {
+		cfg.MaxSpecBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &server{b: b, cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /v1/handlers", s.listHandlers)
+	mux.HandleFunc("GET /v1/handlers/{name}", s.getHandler)
+	mux.HandleFunc("PUT /v1/handlers/{name}", s.putHandler)
+	mux.HandleFunc("DELETE /v1/handlers/{name}", s.deleteHandler)
+	mux.HandleFunc("POST /v1/handlers/{name}/pause", s.pause(true))
+	mux.HandleFunc("POST /v1/handlers/{name}/resume", s.pause(false))
+	mux.HandleFunc("GET /v1/topics", s.listTopics)
+	mux.HandleFunc("POST /v1/topics", s.createTopic)
+	mux.HandleFunc("POST /v1/topics/{topic}/messages", s.publish)
+	s.mux = mux
+	return s
+}
+
+type server struct {
+	b   Backend
+	cfg ServerConfig
+	mux *http.ServeMux
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.cfg.Logger.Error("API handler panicked", "path", r.URL.Path, "panic", v)
+			writeErr(w, http.StatusInternalServerError, fmt.Errorf("internal error"))
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, err error) {
+	e := Error{Error: err.Error()}
+	var fe *handlers.FieldError
+	if errors.As(err, &fe) {
+		e.Field = fe.Field
+	}
+	writeJSON(w, status, e)
+}
+
+// backendErr maps a Backend error to its status.
+func backendErr(w http.ResponseWriter, err error) {
+	var fe *handlers.FieldError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeErr(w, http.StatusNotFound, err)
+	case errors.Is(err, ErrConflict), errors.Is(err, topics.ErrTopicExists):
+		writeErr(w, http.StatusConflict, err)
+	case errors.As(err, &fe):
+		writeErr(w, http.StatusBadRequest, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		writeErr(w, http.StatusServiceUnavailable, fmt.Errorf("the broker did not answer in time: %w", err))
+	default:
+		writeErr(w, http.StatusBadGateway, err)
+	}
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Health{Status: "ok"})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ok, checks := s.b.Ready(r.Context())
+	if !ok {
+		writeJSON(w, http.StatusServiceUnavailable, Health{Status: "not ready", Checks: checks})
+		return
+	}
+	writeJSON(w, http.StatusOK, Health{Status: "ready", Checks: checks})
+}
+
+func (s *server) listHandlers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, HandlerList{Handlers: s.b.ListHandlers(r.Context())})
+}
+
+func (s *server) getHandler(w http.ResponseWriter, r *http.Request) {
+	h, err := s.b.GetHandler(r.Context(), r.PathValue("name"))
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (s *server) putHandler(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := handlers.ValidateName(name); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	body, ok := s.readBody(w, r, s.cfg.MaxSpecBytes)
+	if !ok {
+		return
+	}
+	spec, err := handlers.ParseOne(body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if spec.Name != name {
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "name",
+			Msg: fmt.Sprintf("%q does not match the name in the URL, %q", spec.Name, name)})
+		return
+	}
+	h, created, err := s.b.ApplyHandler(r.Context(), spec)
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, h)
+}
+
+func (s *server) deleteHandler(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.DeleteHandler(r.Context(), r.PathValue("name")); err != nil {
+		backendErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) pause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h, err := s.b.SetPaused(r.Context(), r.PathValue("name"), paused)
+		if err != nil {
+			backendErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, h)
+	}
+}
+
+func (s *server) listTopics(w http.ResponseWriter, r *http.Request) {
+	ts, err := s.b.ListTopics(r.Context())
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TopicList{Topics: ts})
+}
+
+func (s *server) createTopic(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r, 1<<16)
+	if !ok {
+		return
+	}
+	var req CreateTopicRequest
+	if err := strictJSON(body, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := handlers.ValidateTopic("name", req.Name); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if strings.HasPrefix(req.Name, "__") {
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "name", Msg: "names starting with __ are internal"})
+		return
+	}
+	if req.Partitions < 0 || req.Partitions > 10000 {
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "partitions", Msg: fmt.Sprintf("must be between 1 and 10000, got %d", req.Partitions)})
+		return
+	}
+	if err := s.b.CreateTopic(r.Context(), req.Name, req.Partitions); err != nil {
+		if errors.Is(err, topics.ErrTopicExists) {
+			writeErr(w, http.StatusConflict, fmt.Errorf("topic %s already exists", req.Name))
+			return
+		}
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"name": req.Name})
+}
+
+func (s *server) publish(w http.ResponseWriter, r *http.Request) {
+	topic := r.PathValue("topic")
+	if err := handlers.ValidateTopic("topic", topic); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if strings.HasPrefix(topic, "__") {
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "topic", Msg: fmt.Sprintf("%q is an internal topic", topic)})
+		return
+	}
+	body, ok := s.readBody(w, r, s.cfg.MaxPublishBytes)
+	if !ok {
+		return
+	}
+	var req PublishRequest
+	if err := strictJSON(body, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if len(req.Messages) == 0 {
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "messages", Msg: "at least one message is required"})
+		return
+	}
+	recs := make([]topics.Record, len(req.Messages))
+	for i, m := range req.Messages {
+		rec, err := toRecord(m)
+		if err != nil {
+			var fe *handlers.FieldError
+			if errors.As(err, &fe) {
+				fe.Field = fmt.Sprintf("messages[%d].%s", i, fe.Field)
+			}
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		recs[i] = rec
+	}
+	res, err := s.b.Publish(r.Context(), topic, recs)
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PublishResponse{Results: res})
+}
+
+func toRecord(m PublishMessage) (topics.Record, error) {
+	rec := topics.Record{Partition: -1}
+	if m.Key != nil {
+		rec.Key = []byte(*m.Key)
+	}
+	if m.Partition != nil {
+		if *m.Partition < 0 {
+			return rec, &handlers.FieldError{Field: "partition", Msg: "must not be negative"}
+		}
+		rec.Partition = *m.Partition
+	}
+	switch {
+	case len(m.Value) > 0 && m.ValueBase64 != "":
+		return rec, &handlers.FieldError{Field: "valueBase64", Msg: "set value or valueBase64, not both"}
+	case m.ValueBase64 != "":
+		v, err := base64.StdEncoding.DecodeString(m.ValueBase64)
+		if err != nil {
+			return rec, &handlers.FieldError{Field: "valueBase64", Msg: "is not valid base64"}
+		}
+		rec.Value = v
+	case len(m.Value) > 0 && m.Value[0] == '"':
+		var s string
+		if err := json.Unmarshal(m.Value, &s); err != nil {
+			return rec, &handlers.FieldError{Field: "value", Msg: "is not a valid JSON string"}
+		}
+		rec.Value = []byte(s)
+	case len(m.Value) > 0:
+		rec.Value = []byte(m.Value)
+	default:
+		rec.Value = []byte{}
+	}
+	for k, v := range m.Headers {
+		if k == "" {
+			return rec, &handlers.FieldError{Field: "headers", Msg: "header names must not be empty"}
+		}
+		if !utf8.ValidString(k) {
+			return rec, &handlers.FieldError{Field: "headers", Msg: "header names must be UTF-8"}
+		}
+		rec.Headers = append(rec.Headers, kafka.Header{Key: k, Value: []byte(v)})
+	}
+	return rec, nil
+}
+
+// readBody reads at most limit bytes, answering 413 past it.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(strings.Contains(mt, "json") || strings.Contains(mt, "yaml") || mt == "text/plain") {
+			writeErr(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json or application/yaml", ct))
+			return nil, false
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is over the limit of %d bytes", limit))
+			return nil, false
+		}
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+		return nil, false
+	}
+	return body, true
+}
+
+func strictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return &handlers.FieldError{Field: te.Field, Msg: "has the wrong type"}
+		}
+		if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return &handlers.FieldError{Field: strings.Trim(msg, `"`), Msg: "unknown field"}
+		}
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	if dec.More() {
+		return errors.New("malformed JSON: trailing data after the object")
+	}
+	return nil
+}

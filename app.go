@@ -1,0 +1,211 @@
+// Package sluice runs a Sluice node: it consumes the topics of registered
+// handlers and invokes them, at least once, with the API on HTTPAddr.
+//
+// A Go program embeds Sluice to run handlers written in Go:
+//
+//	app, err := sluice.New(sluice.WithBrokers("kafka:9092"))
+//	app.Handle(sluice.Spec{Name: "billing", Topic: "orders"}, func(ctx context.Context, m *sluice.Message) error {
+//		return bill(ctx, m.Value)
+//	})
+//	err = app.Run(ctx)
+package sluice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/registry"
+	"github.com/sluicehq/sluice/topics"
+)
+
+// Message is what a handler receives; see handlers.Message.
+type Message = handlers.Message
+
+// Spec is a handler's registration; see handlers.Spec.
+type Spec = handlers.Spec
+
+// HandlerFunc is a handler written in Go.
+type HandlerFunc = func(ctx context.Context, m *Message) error
+
+// Permanent marks an error as one retrying cannot fix.
+func Permanent(err error) error { return handlers.Permanent(err) }
+
+// App is one Sluice node.
+type App struct {
+	cfg   Config
+	log   *slog.Logger
+	funcs map[string]goHandler
+
+	mu        sync.Mutex
+	started   bool
+	brokers   []string
+	embedded  *broker.Embedded
+	tc        *topics.Client
+	reg       *registry.Registry
+	httpAddr  string
+	ready     chan struct{}
+	sup       *supervisor
+	startedAt time.Time
+}
+
+type goHandler struct {
+	spec handlers.Spec
+	fn   handlers.Func
+}
+
+// New returns a node configured by opts over DefaultConfig. It validates
+// the configuration but starts nothing: Run does.
+func New(opts ...Option) (*App, error) {
+	a := &App{cfg: DefaultConfig(), funcs: make(map[string]goHandler), ready: make(chan struct{})}
+	for _, o := range opts {
+		o(a)
+	}
+	a.cfg = a.cfg.withDefaults()
+	if err := a.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	return a, nil
+}
+
+// Handle registers fn as the Go handler named spec.Name. When the node runs,
+// the spec is written to the registry (unless it is already there as is)
+// and the function consumes spec.Topic. spec.Go is implied; spec.HTTP must
+// be unset. Handle must be called before Run.
+func (a *App) Handle(spec Spec, fn HandlerFunc) error {
+	if fn == nil {
+		return errors.New("handle: nil function")
+	}
+	if spec.HTTP != nil {
+		return &handlers.FieldError{Field: "http", Msg: "must be unset for a Go handler"}
+	}
+	spec.Go = &handlers.GoSpec{}
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("handle %q: %w", spec.Name, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.started {
+		return errors.New("handle: the node is already running")
+	}
+	if _, dup := a.funcs[spec.Name]; dup {
+		return fmt.Errorf("handle: %q is registered twice", spec.Name)
+	}
+	a.funcs[spec.Name] = goHandler{spec: spec, fn: handlers.Func(fn)}
+	return nil
+}
+
+// Started is closed once the API listens and the node has started.
+func (a *App) Started() <-chan struct{} { return a.ready }
+
+// HTTPAddr is the address the API listens on, once Started.
+func (a *App) HTTPAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.httpAddr
+}
+
+// Brokers are the Kafka addresses the node uses (the embedded broker's when
+// it runs one), once Started.
+func (a *App) Brokers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.brokers
+}
+
+// Run starts the node and blocks until ctx is done; then it stops taking
+// API calls, drains every handler (in-flight invocations finish and their
+// offsets are committed), and closes the embedded broker last.
+func (a *App) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.started {
+		a.mu.Unlock()
+		return errors.New("run: the node is already running")
+	}
+	a.started = true
+	a.mu.Unlock()
+
+	brokers := a.cfg.Brokers
+	if len(brokers) == 0 {
+		b, err := broker.Start(broker.Config{
+			DataDir:    filepath.Join(a.cfg.DataDir, "broker"),
+			Addr:       a.cfg.KafkaAddr,
+			Partitions: a.cfg.Partitions,
+			Logger:     a.log,
+		})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		a.embedded = b
+		brokers = b.Addrs()
+		a.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", a.cfg.DataDir)
+	}
+	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: a.cfg.Partitions, ReplicationFactor: a.cfg.ReplicationFactor})
+	if err != nil {
+		return err
+	}
+	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Logger: a.log})
+
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http-addr %s: %w", a.cfg.HTTPAddr, err)
+	}
+	a.mu.Lock()
+	a.brokers, a.tc, a.reg, a.httpAddr, a.startedAt = brokers, tc, reg, ln.Addr().String(), time.Now()
+	a.sup = newSupervisor(a)
+	a.mu.Unlock()
+
+	srv := &http.Server{
+		Handler:           api.NewServer(a, api.ServerConfig{MaxPublishBytes: a.cfg.MaxPublishBytes, Logger: a.log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("API server failed", "err", err)
+		}
+	}()
+	a.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
+
+	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReg()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = reg.Run(regCtx)
+	}()
+	supDone := make(chan struct{})
+	go func() {
+		defer close(supDone)
+		a.sup.run(ctx)
+	}()
+	close(a.ready)
+
+	<-ctx.Done()
+	a.log.Info("stopping: draining handlers")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(shutCtx)
+	cancel()
+	<-supDone // every runner has drained and committed
+	stopReg()
+	wg.Wait()
+	a.log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,211 @@
+package sluice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/registry"
+	"github.com/sluicehq/sluice/topics"
+)
+
+// The App serves the API.
+var _ api.Backend = (*App)(nil)
+
+func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
+	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec, Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
+	st := &api.HandlerStatus{}
+	switch r := a.sup.runner(e.Spec.Name); {
+	case e.Paused:
+		st.State = "paused"
+	case r != nil:
+		st.Status = r.Status()
+		st.State = st.Status.State
+	case e.Spec.Go != nil:
+		st.State = "unavailable"
+		st.LastError = "no Go function named " + e.Spec.Name + " is compiled into this node"
+	default:
+		st.State = "starting"
+	}
+	if st.Partitions == nil {
+		st.Partitions = []consumers.PartitionStatus{}
+	}
+	st.Lag = a.lag(ctx, e.Spec)
+	h.Status = st
+	return h
+}
+
+// lag is the group's backlog on the handler's topic over every partition,
+// whoever owns them: log end minus committed offset (minus log start where
+// nothing is committed yet).
+func (a *App) lag(ctx context.Context, spec handlers.Spec) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	n, err := a.tc.Partitions(ctx, spec.Topic)
+	if err != nil {
+		return -1
+	}
+	ranges, err := a.tc.Offsets(ctx, spec.Topic, n)
+	if err != nil {
+		return -1
+	}
+	committed, err := a.tc.CommittedOffsets(ctx, spec.Group(), spec.Topic, n)
+	if err != nil {
+		return -1
+	}
+	var lag int64
+	for p, rg := range ranges {
+		c, ok := committed[p]
+		if !ok {
+			if spec.StartFrom == handlers.StartLatest {
+				continue
+			}
+			c = rg.Start
+		}
+		if rg.End > c {
+			lag += rg.End - c
+		}
+	}
+	return lag
+}
+
+// ListHandlers implements api.Backend.
+func (a *App) ListHandlers(ctx context.Context) []api.Handler {
+	es := a.reg.List()
+	out := make([]api.Handler, len(es))
+	for i, e := range es {
+		out[i] = a.view(ctx, e)
+	}
+	return out
+}
+
+// GetHandler implements api.Backend.
+func (a *App) GetHandler(ctx context.Context, name string) (api.Handler, error) {
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	return a.view(ctx, e), nil
+}
+
+// ApplyHandler implements api.Backend.
+func (a *App) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler, bool, error) {
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return api.Handler{}, false, err
+	}
+	if spec.Go != nil {
+		if _, ok := a.funcs[spec.Name]; !ok {
+			return api.Handler{}, false, &handlers.FieldError{Field: "go",
+				Msg: fmt.Sprintf("no Go function named %q is compiled into this node", spec.Name)}
+		}
+	}
+	if err := a.notReady(); err != nil {
+		return api.Handler{}, false, err
+	}
+	old, exists := a.reg.Get(spec.Name)
+	if exists && reflect.DeepEqual(old.Spec, spec) {
+		return a.view(ctx, old), false, nil
+	}
+	if err := a.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
+		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
+	}
+	e, err := a.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
+	if err != nil {
+		return api.Handler{}, false, err
+	}
+	a.sup.reconcile(ctx)
+	return a.view(ctx, e), !exists, nil
+}
+
+// DeleteHandler implements api.Backend.
+func (a *App) DeleteHandler(ctx context.Context, name string) error {
+	if err := a.notReady(); err != nil {
+		return err
+	}
+	if err := a.reg.Delete(ctx, name); err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+		}
+		return err
+	}
+	a.sup.reconcile(ctx)
+	return nil
+}
+
+// SetPaused implements api.Backend. It returns once this node has stopped
+// (drained and committed) or restarted the handler; other nodes follow as
+// they read the registry.
+func (a *App) SetPaused(ctx context.Context, name string, paused bool) (api.Handler, error) {
+	if err := a.notReady(); err != nil {
+		return api.Handler{}, err
+	}
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	if e.Paused != paused {
+		e.Paused = paused
+		var err error
+		if e, err = a.reg.Put(ctx, e); err != nil {
+			return api.Handler{}, err
+		}
+		a.sup.reconcile(ctx)
+	}
+	return a.view(ctx, e), nil
+}
+
+// Publish implements api.Backend.
+func (a *App) Publish(ctx context.Context, topic string, recs []topics.Record) ([]topics.Produced, error) {
+	return a.tc.Produce(ctx, topic, recs)
+}
+
+// ListTopics implements api.Backend.
+func (a *App) ListTopics(ctx context.Context) ([]topics.Info, error) {
+	return a.tc.List(ctx)
+}
+
+// CreateTopic implements api.Backend.
+func (a *App) CreateTopic(ctx context.Context, name string, partitions int) error {
+	return a.tc.Create(ctx, name, partitions, nil)
+}
+
+// Ready implements api.Backend: the registry is loaded and the broker
+// answers.
+func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
+	checks := map[string]string{}
+	ok := true
+	if loaded, err := a.reg.Loaded(); !loaded {
+		ok = false
+		checks["registry"] = "loading"
+		if err != nil {
+			checks["registry"] = "loading: " + err.Error()
+		}
+	} else {
+		checks["registry"] = "ok"
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := a.tc.Offsets(pctx, registry.Topic, 1); err != nil {
+		ok = false
+		checks["broker"] = "unreachable: " + err.Error()
+	} else {
+		checks["broker"] = "ok"
+	}
+	return ok, checks
+}
+
+func (a *App) notReady() error {
+	if loaded, err := a.reg.Loaded(); !loaded {
+		if err != nil {
+			return fmt.Errorf("the node is not ready (registry loading: %v)", err)
+		}
+		return errors.New("the node is not ready: the registry is still loading")
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/topics"
+)
+
+// bench is one run: the broker's addresses and the options.
+type bench struct {
+	opts    options
+	brokers []string
+	log     *slog.Logger
+	out     io.Writer
+}
+
+// family is a scenario family: one pre-filled topic and the handler every
+// peer runs on it.
+type family struct {
+	name     string
+	topic    string
+	messages int
+	keys     int
+	delay    time.Duration // the handler's latency; 0 is a no-op
+	// limit stops a peer that has not processed every message by then; its
+	// rate is what it processed over the limit.
+	limit time.Duration
+}
+
+func (b *bench) family(name string) family {
+	switch name {
+	case "slow":
+		return family{name: name, topic: "bench.slow", messages: b.opts.slowMessages, keys: b.opts.slowKeys,
+			delay: b.opts.slowDelay, limit: min(b.opts.slowCap, b.opts.timeout)}
+	default:
+		return family{name: name, topic: "bench.noop", messages: b.opts.messages, keys: b.opts.keys, limit: b.opts.timeout}
+	}
+}
+
+// scenario fills the family's topic once, then measures every peer on it,
+// one after the other, each with a fresh consumer group.
+func (b *bench) scenario(ctx context.Context, name string) ([]result, error) {
+	f := b.family(name)
+	if err := b.fill(ctx, f); err != nil {
+		return nil, err
+	}
+	var out []result
+	for round := 1; round <= b.opts.rounds; round++ {
+		for _, p := range b.opts.peers {
+			if err := ctx.Err(); err != nil {
+				return out, err
+			}
+			r := b.measure(ctx, f, p, round)
+			fmt.Fprintf(b.out, "  %-6s %-12s round %d: %s\n", f.name, p, round, r.summary())
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// fill creates the family's topic and produces its messages, keys spread
+// round-robin over f.keys distinct keys.
+func (b *bench) fill(ctx context.Context, f family) error {
+	tc, err := topics.New(topics.Config{Brokers: b.brokers, Partitions: b.opts.partitions})
+	if err != nil {
+		return err
+	}
+	if err := tc.Create(ctx, f.topic, b.opts.partitions, nil); err != nil {
+		return err
+	}
+	value := make([]byte, b.opts.size)
+	_, _ = rand.Read(value)
+	keys := make([][]byte, f.keys)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "key-%06d", i)
+	}
+	start := time.Now()
+	const batch = 20_000
+	for from := 0; from < f.messages; from += batch {
+		to := min(f.messages, from+batch)
+		recs := make([]topics.Record, 0, to-from)
+		for i := from; i < to; i++ {
+			recs = append(recs, topics.Record{Key: keys[i%len(keys)], Value: value, Partition: -1})
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := tc.Produce(pctx, f.topic, recs)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("filling %s: %w", f.topic, err)
+		}
+	}
+	d := time.Since(start)
+	fmt.Fprintf(b.out, "%s: filled %s with %d x %d-byte messages, %d keys, %d partitions in %s (%.0f msgs/s)\n",
+		f.name, f.topic, f.messages, b.opts.size, f.keys, b.opts.partitions, d.Round(time.Millisecond), float64(f.messages)/d.Seconds())
+	return nil
+}
+
+// consumeSpec is what a peer is given: where to read, and the callbacks
+// that measure it.
+type consumeSpec struct {
+	brokers     []string
+	topic       string
+	name        string // unique per run; the peer derives its group from it
+	concurrency int
+	log         *slog.Logger
+	// started is called once, when the peer starts consuming: the clock
+	// starts then.
+	started func()
+	// handle is the user's handler: it must be called once per message,
+	// and the message counts as processed when it returns.
+	handle func()
+}
+
+// consumer runs one peer until ctx is done and returns only once the peer
+// has stopped and released what it holds (group membership, connections).
+type consumer func(ctx context.Context, c consumeSpec) error
+
+// result is one peer's run.
+type result struct {
+	family    family
+	peer      string
+	round     int
+	processed int64
+	wall      time.Duration // from start to the last counted message (or the limit)
+	toFirst   time.Duration // from start to the first finished message
+	steady    time.Duration // from the first to the last counted message
+	stopTook  time.Duration
+	capped    bool // stopped at the family's limit before processing all
+	err       error
+}
+
+func (r result) wallRate() float64 {
+	if r.wall <= 0 {
+		return 0
+	}
+	return float64(r.processed) / r.wall.Seconds()
+}
+
+func (r result) steadyRate() float64 {
+	if r.steady <= 0 || r.processed < 2 {
+		return 0
+	}
+	return float64(r.processed-1) / r.steady.Seconds()
+}
+
+func (r result) summary() string {
+	s := fmt.Sprintf("%d msgs in %s = %.0f msgs/s (steady %.0f msgs/s after %s to the first); stop took %s",
+		r.processed, r.wall.Round(time.Millisecond), r.wallRate(), r.steadyRate(), r.toFirst.Round(time.Millisecond), r.stopTook.Round(time.Millisecond))
+	if r.capped {
+		s += fmt.Sprintf("; stopped at the %s limit", r.family.limit)
+	}
+	if r.err != nil {
+		s += "; error: " + r.err.Error()
+	}
+	return s
+}
+
+// startTimeout bounds how long a peer may take to call started.
+const startTimeout = time.Minute
+
+// stopTimeout bounds how long a peer may take to stop; past it the run
+// goes on and the peer is reported, as its goroutines may skew what follows.
+const stopTimeout = 2 * time.Minute
+
+func (b *bench) measure(ctx context.Context, f family, peer string, round int) result {
+	res := result{family: f, peer: peer, round: round}
+	var (
+		count   atomic.Int64
+		first   atomic.Int64 // unix nanos of the first finished message
+		reached = make(chan struct{})
+		target  = int64(f.messages)
+		delay   = f.delay
+	)
+	started := make(chan time.Time, 1)
+	spec := consumeSpec{
+		brokers:     b.brokers,
+		topic:       f.topic,
+		name:        fmt.Sprintf("bench-%s-%s-%d", f.name, peer, round),
+		concurrency: b.opts.concurrency,
+		log:         b.log,
+		started: func() {
+			select {
+			case started <- time.Now():
+			default:
+			}
+		},
+		handle: func() {
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			n := count.Add(1)
+			if n == 1 {
+				first.Store(time.Now().UnixNano())
+			}
+			if n == target {
+				close(reached)
+			}
+		},
+	}
+
+	runtime.GC()
+	stopProfile := b.startProfile(f, peer, round)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- consumers[peer](runCtx, spec) }()
+
+	var t0 time.Time
+	select {
+	case t0 = <-started:
+	case err := <-done:
+		stopProfile()
+		res.err = fmt.Errorf("did not start: %w", err)
+		return res
+	case <-time.After(startTimeout):
+		res.err = fmt.Errorf("did not start within %s", startTimeout)
+		cancel()
+	case <-ctx.Done():
+		res.err = ctx.Err()
+		cancel()
+	}
+	var end time.Time
+	stoppedEarly := false
+	if res.err == nil {
+		limit := time.NewTimer(f.limit)
+		select {
+		case <-reached:
+			end = time.Now()
+			res.processed = target
+		case <-limit.C:
+			end = time.Now()
+			res.processed = count.Load()
+			res.capped = true
+		case err := <-done:
+			end = time.Now()
+			res.processed = count.Load()
+			res.err = fmt.Errorf("stopped on its own: %v", err)
+			stoppedEarly = true
+		case <-ctx.Done():
+			end = time.Now()
+			res.processed = count.Load()
+			res.err = ctx.Err()
+		}
+		limit.Stop()
+		res.wall = end.Sub(t0)
+		if ns := first.Load(); ns != 0 {
+			firstAt := time.Unix(0, ns)
+			res.toFirst = firstAt.Sub(t0)
+			res.steady = end.Sub(firstAt)
+		}
+	}
+	stopProfile()
+
+	cancel()
+	stopAt := time.Now()
+	if !stoppedEarly {
+		select {
+		case err := <-done:
+			if err != nil && res.err == nil {
+				res.err = fmt.Errorf("stopping: %w", err)
+			}
+		case <-time.After(stopTimeout):
+			res.err = errors.Join(res.err, fmt.Errorf("did not stop within %s", stopTimeout))
+		}
+	}
+	res.stopTook = time.Since(stopAt)
+	return res
+}
+
+// startProfile writes a CPU profile of one run when -cpuprofile is set.
+func (b *bench) startProfile(f family, peer string, round int) (stop func()) {
+	if b.opts.cpuProfile == "" {
+		return func() {}
+	}
+	path := fmt.Sprintf("%s.%s.%s.%d.pprof", b.opts.cpuProfile, f.name, peer, round)
+	file, err := os.Create(path)
+	if err != nil {
+		b.log.Error("cpu profile", "err", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(file); err != nil {
+		file.Close()
+		b.log.Error("cpu profile", "err", err)
+		return func() {}
+	}
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			pprof.StopCPUProfile()
+			file.Close()
+		}
+	}
+}

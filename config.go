@@ -1,0 +1,146 @@
+package sluice
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is a node's deploy-time configuration. The zero value of each
+// field takes the default documented on it (see DefaultConfig).
+type Config struct {
+	// Brokers are the bootstrap addresses of an external Kafka cluster. When
+	// empty, the node starts the embedded broker.
+	Brokers []string `yaml:"brokers"`
+	// DataDir holds the embedded broker's data. Default ./sluice-data.
+	DataDir string `yaml:"dataDir"`
+	// KafkaAddr is where the embedded broker listens for any Kafka client.
+	// Default 127.0.0.1:9092.
+	KafkaAddr string `yaml:"kafkaAddr"`
+	// HTTPAddr is where the API, metrics and dashboard listen. Default
+	// 127.0.0.1:8080.
+	HTTPAddr string `yaml:"httpAddr"`
+	// Partitions is the partition count of topics created on first use.
+	// Default 12.
+	Partitions int `yaml:"partitions"`
+	// ReplicationFactor of topics Sluice creates; -1 is the broker's
+	// default. Default -1.
+	ReplicationFactor int `yaml:"replicationFactor"`
+	// SessionTimeout is how long a silent node keeps its partitions before
+	// the group gives them to others. Default 10s.
+	SessionTimeout time.Duration `yaml:"sessionTimeout"`
+	// CommitInterval is how often finished offsets are committed. Default 1s.
+	CommitInterval time.Duration `yaml:"commitInterval"`
+	// DrainTimeout bounds how long a node waits for in-flight invocations
+	// when partitions are revoked or it stops. Default 20s.
+	DrainTimeout time.Duration `yaml:"drainTimeout"`
+	// MaxPublishBytes bounds one publish request body. Default 8 MiB.
+	MaxPublishBytes int64 `yaml:"maxPublishBytes"`
+}
+
+// DefaultConfig returns the defaults, in one place.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:           "./sluice-data",
+		KafkaAddr:         "127.0.0.1:9092",
+		HTTPAddr:          "127.0.0.1:8080",
+		Partitions:        12,
+		ReplicationFactor: -1,
+		SessionTimeout:    10 * time.Second,
+		CommitInterval:    time.Second,
+		DrainTimeout:      20 * time.Second,
+		MaxPublishBytes:   8 << 20,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if c.KafkaAddr == "" {
+		c.KafkaAddr = d.KafkaAddr
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = d.HTTPAddr
+	}
+	if c.Partitions == 0 {
+		c.Partitions = d.Partitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = d.ReplicationFactor
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = d.SessionTimeout
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = d.CommitInterval
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.MaxPublishBytes == 0 {
+		c.MaxPublishBytes = d.MaxPublishBytes
+	}
+	return c
+}
+
+// Validate reports the first field that is wrong, by its flag name.
+func (c Config) Validate() error {
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(b)); err != nil {
+			return fmt.Errorf("brokers: %q is not host:port", b)
+		}
+	}
+	if len(c.Brokers) == 0 {
+		if _, _, err := net.SplitHostPort(c.KafkaAddr); err != nil {
+			return fmt.Errorf("kafka-addr: %q is not host:port", c.KafkaAddr)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("http-addr: %q is not host:port", c.HTTPAddr)
+	}
+	if c.Partitions < 1 || c.Partitions > 10000 {
+		return fmt.Errorf("partitions: must be between 1 and 10000, got %d", c.Partitions)
+	}
+	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
+		return fmt.Errorf("replication-factor: must be -1 (broker default) or at least 1, got %d", c.ReplicationFactor)
+	}
+	if c.SessionTimeout < time.Second {
+		return fmt.Errorf("session-timeout: must be at least 1s, got %s", c.SessionTimeout)
+	}
+	if c.CommitInterval < 10*time.Millisecond {
+		return fmt.Errorf("commit-interval: must be at least 10ms, got %s", c.CommitInterval)
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("drain-timeout: must not be negative, got %s", c.DrainTimeout)
+	}
+	if c.MaxPublishBytes < 1024 {
+		return fmt.Errorf("max-publish-bytes: must be at least 1024, got %d", c.MaxPublishBytes)
+	}
+	return nil
+}
+
+// Option changes how New builds an App; each overrides the Config field it
+// names.
+type Option func(*App)
+
+// WithConfig replaces the whole configuration.
+func WithConfig(c Config) Option { return func(a *App) { a.cfg = c } }
+
+// WithBrokers uses an external Kafka cluster instead of the embedded broker.
+func WithBrokers(brokers ...string) Option { return func(a *App) { a.cfg.Brokers = brokers } }
+
+// WithDataDir overrides Config.DataDir.
+func WithDataDir(dir string) Option { return func(a *App) { a.cfg.DataDir = dir } }
+
+// WithHTTPAddr overrides Config.HTTPAddr.
+func WithHTTPAddr(addr string) Option { return func(a *App) { a.cfg.HTTPAddr = addr } }
+
+// WithKafkaAddr overrides Config.KafkaAddr.
+func WithKafkaAddr(addr string) Option { return func(a *App) { a.cfg.KafkaAddr = addr } }
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }

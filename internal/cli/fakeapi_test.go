@@ -1,0 +1,235 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/internal/cli"
+	"github.com/sluicehq/sluice/topics"
+)
+
+// fakeAPI is a small in-memory stand-in for the Sluice API, enough to drive
+// the client commands over real HTTP. It records every request.
+type fakeAPI struct {
+	*httptest.Server
+
+	mu        sync.Mutex
+	handlers  map[string]api.Handler
+	topics    map[string]topics.Info
+	published map[string][]api.PublishMessage
+	reqs      []fakeRequest
+}
+
+type fakeRequest struct {
+	Method, Path, Body string
+}
+
+var fakeTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newFakeAPI(t *testing.T) *fakeAPI {
+	t.Helper()
+	f := &fakeAPI{
+		handlers:  map[string]api.Handler{},
+		topics:    map[string]topics.Info{},
+		published: map[string][]api.PublishMessage{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/handlers/{name}", f.putHandler)
+	mux.HandleFunc("GET /v1/handlers", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		l := api.HandlerList{Handlers: []api.Handler{}}
+		for _, h := range f.handlers {
+			l.Handlers = append(l.Handlers, h)
+		}
+		// Unsorted on purpose: the CLI sorts.
+		sort.Slice(l.Handlers, func(i, j int) bool { return l.Handlers[i].Name > l.Handlers[j].Name })
+		reply(w, 200, l)
+	})
+	mux.HandleFunc("GET /v1/handlers/{name}", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) { reply(w, 200, h) })
+	})
+	mux.HandleFunc("DELETE /v1/handlers/{name}", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) {
+			delete(f.handlers, h.Name)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	})
+	mux.HandleFunc("POST /v1/handlers/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) {
+			switch r.PathValue("action") {
+			case "pause":
+				h.Paused = true
+			case "resume":
+				h.Paused = false
+			default:
+				reply(w, 404, api.Error{Error: "no such action"})
+				return
+			}
+			h.Version++
+			f.handlers[h.Name] = *h
+			reply(w, 200, h)
+		})
+	})
+	mux.HandleFunc("POST /v1/topics/{topic}/messages", f.publish)
+	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		l := api.TopicList{Topics: []topics.Info{}}
+		for _, t := range f.topics {
+			l.Topics = append(l.Topics, t)
+		}
+		reply(w, 200, l)
+	})
+	mux.HandleFunc("POST /v1/topics", func(w http.ResponseWriter, r *http.Request) {
+		var req api.CreateTopicRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			reply(w, 400, api.Error{Error: err.Error()})
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := f.topics[req.Name]; ok {
+			reply(w, 409, api.Error{Error: fmt.Sprintf("topic %q exists", req.Name), Field: "name"})
+			return
+		}
+		if req.Partitions > 1000 {
+			reply(w, 400, api.Error{Error: "must be at most 1000", Field: "partitions"})
+			return
+		}
+		if req.Partitions == 0 {
+			req.Partitions = 12
+		}
+		f.topics[req.Name] = topics.Info{Name: req.Name, Partitions: req.Partitions}
+		reply(w, 201, f.topics[req.Name])
+	})
+
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(b)))
+		f.mu.Lock()
+		f.reqs = append(f.reqs, fakeRequest{r.Method, r.URL.EscapedPath(), string(b)})
+		f.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeAPI) putHandler(w http.ResponseWriter, r *http.Request) {
+	var s handlers.Spec
+	if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+		reply(w, 400, api.Error{Error: err.Error()})
+		return
+	}
+	if s.Topic == "forbidden" {
+		reply(w, 400, api.Error{Error: "is not allowed here", Field: "topic"})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, exists := f.handlers[s.Name]
+	h.Name, h.Spec, h.UpdatedAt = s.Name, s, fakeTime
+	h.Version++
+	f.handlers[s.Name] = h
+	status := http.StatusCreated
+	if exists {
+		status = http.StatusOK
+	}
+	reply(w, status, h)
+}
+
+// withHandler runs fn on the named handler under the lock, or answers 404.
+func (f *fakeAPI) withHandler(w http.ResponseWriter, r *http.Request, fn func(*api.Handler)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, ok := f.handlers[r.PathValue("name")]
+	if !ok {
+		reply(w, 404, api.Error{Error: fmt.Sprintf("handler %q not found", r.PathValue("name"))})
+		return
+	}
+	fn(&h)
+}
+
+// publish puts every message without a partition on partition 0.
+func (f *fakeAPI) publish(w http.ResponseWriter, r *http.Request) {
+	var req api.PublishRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		reply(w, 400, api.Error{Error: err.Error()})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	topic := r.PathValue("topic")
+	resp := api.PublishResponse{Results: []topics.Produced{}}
+	for _, m := range req.Messages {
+		p := 0
+		if m.Partition != nil {
+			p = *m.Partition
+		}
+		var off int64
+		for _, prev := range f.published[topic] {
+			if prev.Partition != nil && *prev.Partition == p || prev.Partition == nil && p == 0 {
+				off++
+			}
+		}
+		f.published[topic] = append(f.published[topic], m)
+		resp.Results = append(resp.Results, topics.Produced{Partition: p, Offset: off})
+	}
+	reply(w, 200, resp)
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeAPI) requests() []fakeRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeRequest(nil), f.reqs...)
+}
+
+func (f *fakeAPI) messages(topic string) []api.PublishMessage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]api.PublishMessage(nil), f.published[topic]...)
+}
+
+// result is one run of the CLI.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the CLI in-process against server (through SLUICE_SERVER, as a
+// user's shell would) with stdin as its standard input.
+func run(t *testing.T, server, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut strings.Builder
+	env := cli.Env{
+		Stdin:  strings.NewReader(stdin),
+		Stdout: &out,
+		Stderr: &errOut,
+		Getenv: func(k string) string {
+			if k == "SLUICE_SERVER" {
+				return server
+			}
+			return ""
+		},
+	}
+	code := cli.Run(context.Background(), args, env)
+	return result{code, out.String(), errOut.String()}
+}

@@ -1,0 +1,331 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/handlers"
+)
+
+func newHandlerCmd(env Env, conn *apiConn) *cobra.Command {
+	cmd := newGroupCmd("handler", "Register, inspect, pause and remove handlers", "handlers")
+	cmd.AddCommand(
+		newHandlerApplyCmd(env, conn),
+		newHandlerListCmd(env, conn),
+		newHandlerGetCmd(env, conn),
+		newHandlerDeleteCmd(env, conn),
+		newHandlerPauseCmd(env, conn, "pause", "paused"),
+		newHandlerPauseCmd(env, conn, "resume", "resumed"),
+	)
+	return cmd
+}
+
+func newHandlerApplyCmd(env Env, conn *apiConn) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Register handlers from YAML or JSON specs, or update them",
+		Long: `Register handlers from YAML or JSON specs, or update them.
+
+A file may hold several YAML documents separated by "---". Every spec is
+checked before any is sent, so a file with a mistake changes nothing.
+Applying the same file again is harmless.`,
+		Example: `  sluice handler apply -f orders.yaml
+  cat *.yaml | sluice handler apply -f -`,
+		Args: exactArgs(),
+	}
+	out := addOutputFlag(cmd)
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "spec `file`; - reads stdin; repeat for several files")
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		if len(files) == 0 {
+			return usageErr(c, "-f FILE is required")
+		}
+		var specs []handlers.Spec
+		for _, f := range files {
+			s, err := readSpecs(env, f)
+			if err != nil {
+				return err
+			}
+			specs = append(specs, s...)
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		applied := api.HandlerList{Handlers: []api.Handler{}}
+		for _, s := range specs {
+			h, created, err := cl.ApplyHandler(c.Context(), s)
+			if err != nil {
+				return fail("applying handler/"+s.Name, err)
+			}
+			applied.Handlers = append(applied.Handlers, h)
+			if *out == outputTable {
+				verb := "configured"
+				if created {
+					verb = "created"
+				}
+				fmt.Fprintf(env.Stdout, "handler/%s %s\n", s.Name, verb)
+			}
+		}
+		if *out != outputTable {
+			return writeData(env.Stdout, *out, applied)
+		}
+		return nil
+	}
+	return cmd
+}
+
+// readSpecs reads and checks the specs of one -f argument. Any problem is a
+// usage error: nothing has been sent yet.
+func readSpecs(env Env, file string) ([]handlers.Spec, error) {
+	var (
+		data []byte
+		err  error
+		name = file
+	)
+	if file == "-" {
+		name = "stdin"
+		if env.Stdin != nil {
+			data, err = io.ReadAll(env.Stdin)
+		}
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("reading handler specs: %w", err)}
+	}
+	specs, err := handlers.Parse(data)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %w", name, err)}
+	}
+	return specs, nil
+}
+
+func newHandlerListCmd(env Env, conn *apiConn) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the registered handlers",
+		Args:    exactArgs(),
+	}
+	out := addOutputFlag(cmd)
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		hs, err := cl.ListHandlers(c.Context())
+		if err != nil {
+			return fail("listing handlers", err)
+		}
+		if hs == nil {
+			hs = []api.Handler{}
+		}
+		sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
+		if *out != outputTable {
+			return writeData(env.Stdout, *out, api.HandlerList{Handlers: hs})
+		}
+		if len(hs) == 0 {
+			fmt.Fprintln(env.Stderr, "no handlers registered")
+			return nil
+		}
+		tw := newTable(env.Stdout)
+		fmt.Fprintln(tw, "NAME\tTOPIC\tINVOKER\tORDERING\tCONCURRENCY\tSTATE\tLAG")
+		for _, h := range hs {
+			lag := "-"
+			if h.Status != nil {
+				lag = fmt.Sprint(h.Status.Lag)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+				h.Name, h.Spec.Topic, invoker(h.Spec), h.Spec.Ordering, h.Spec.Concurrency, state(h), lag)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+// invoker is the INVOKER column: the URL of an HTTP handler, or "go".
+func invoker(s handlers.Spec) string {
+	switch {
+	case s.HTTP != nil:
+		return s.HTTP.URL
+	case s.Go != nil:
+		return "go"
+	}
+	return "-"
+}
+
+// state is the STATE column: paused wins over what the node reports, since
+// a handler can be paused before the node has caught up.
+func state(h api.Handler) string {
+	switch {
+	case h.Paused:
+		return "paused"
+	case h.Status == nil || h.Status.State == "":
+		return "-"
+	}
+	return h.Status.State
+}
+
+func newHandlerGetCmd(env Env, conn *apiConn) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show one handler: its spec and how its consumption is going",
+		Args:  exactArgs("NAME"),
+	}
+	out := addOutputFlag(cmd)
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		name := args[0]
+		if err := handlers.ValidateName(name); err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		h, err := cl.GetHandler(c.Context(), name)
+		if err != nil {
+			return fail("", err)
+		}
+		if *out != outputTable {
+			return writeData(env.Stdout, *out, h)
+		}
+		return describeHandler(env.Stdout, h)
+	}
+	return cmd
+}
+
+// describeHandler writes the key/value view of one handler.
+func describeHandler(w io.Writer, h api.Handler) error {
+	tw := newTable(w)
+	row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
+	s := h.Spec
+	row("Name", h.Name)
+	row("Topic", s.Topic)
+	row("Group", s.Group())
+	switch {
+	case s.HTTP != nil:
+		row("Invoker", "http")
+		row("URL", s.HTTP.URL)
+		if s.HTTP.Timeout != 0 {
+			row("Timeout", s.HTTP.Timeout.D())
+		}
+		if len(s.HTTP.Headers) > 0 {
+			keys := make([]string, 0, len(s.HTTP.Headers))
+			for k := range s.HTTP.Headers {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			pairs := make([]string, len(keys))
+			for i, k := range keys {
+				pairs[i] = k + "=" + s.HTTP.Headers[k]
+			}
+			row("Headers", strings.Join(pairs, ", "))
+		}
+	case s.Go != nil:
+		row("Invoker", "go")
+	}
+	row("Ordering", s.Ordering)
+	row("Concurrency", s.Concurrency)
+	row("Start from", s.StartFrom)
+	row("Paused", h.Paused)
+	row("Version", h.Version)
+	if !h.UpdatedAt.IsZero() {
+		row("Updated", h.UpdatedAt.Format(time.RFC3339))
+	}
+	row("State", state(h))
+	if st := h.Status; st != nil {
+		row("Lag", st.Lag)
+		row("In flight", fmt.Sprintf("%d of %d", st.InFlight, st.Limit))
+		row("Received", st.Received)
+		row("Succeeded", st.Succeeded)
+		row("Failed", st.Failed)
+		row("Commits", fmt.Sprintf("%d (%d failed)", st.Commits, st.CommitErrs))
+		if st.LastError != "" {
+			row("Last error", st.LastError)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if h.Status == nil || len(h.Status.Partitions) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "PARTITION\tCOMMITTED\tFETCHED\tPENDING")
+	for _, p := range h.Status.Partitions {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\n", p.Partition, p.Committed, p.Fetched, p.Pending)
+	}
+	return tw.Flush()
+}
+
+func newHandlerDeleteCmd(env Env, conn *apiConn) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Unregister a handler",
+		Args:    exactArgs("NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			name := args[0]
+			if err := handlers.ValidateName(name); err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			cl, err := conn.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.DeleteHandler(c.Context(), name); err != nil {
+				return fail("", err)
+			}
+			fmt.Fprintf(env.Stdout, "handler/%s deleted\n", name)
+			return nil
+		},
+	}
+}
+
+// newHandlerPauseCmd builds pause and resume, which differ only in the
+// verb.
+func newHandlerPauseCmd(env Env, conn *apiConn, verb, done string) *cobra.Command {
+	short := "Stop a handler from taking new messages; in-flight ones finish"
+	if verb == "resume" {
+		short = "Let a paused handler take messages again"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " NAME",
+		Short: short,
+		Args:  exactArgs("NAME"),
+	}
+	out := addOutputFlag(cmd)
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		name := args[0]
+		if err := handlers.ValidateName(name); err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		cl, err := conn.client()
+		if err != nil {
+			return err
+		}
+		action := cl.PauseHandler
+		if verb == "resume" {
+			action = cl.ResumeHandler
+		}
+		h, err := action(c.Context(), name)
+		if err != nil {
+			return fail("", err)
+		}
+		if *out != outputTable {
+			return writeData(env.Stdout, *out, h)
+		}
+		fmt.Fprintf(env.Stdout, "handler/%s %s\n", name, done)
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,223 @@
+package sluice
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/registry"
+)
+
+// supervisor keeps one runner per registered, unpaused handler that this
+// node can invoke, and converges on every registry change.
+type supervisor struct {
+	a *App
+
+	mu      sync.Mutex // serializes reconcile and registerGo
+	mapMu   sync.Mutex // guards runners, held briefly
+	runners map[string]*running
+	goDone  bool
+}
+
+type running struct {
+	spec   handlers.Spec
+	runner *consumers.Runner
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newSupervisor(a *App) *supervisor {
+	return &supervisor{a: a, runners: make(map[string]*running)}
+}
+
+func (s *supervisor) run(ctx context.Context) {
+	for {
+		changed := s.a.reg.Changed()
+		if loaded, _ := s.a.reg.Loaded(); loaded {
+			s.registerGo(ctx)
+			s.reconcile(ctx)
+		}
+		select {
+		case <-changed:
+		case <-time.After(5 * time.Second): // also retries what failed
+		case <-ctx.Done():
+			s.stopAll()
+			return
+		}
+	}
+}
+
+// registerGo writes the specs of Go handlers compiled into this node, once,
+// unless the registry already has them as they are.
+func (s *supervisor) registerGo(ctx context.Context) {
+	s.mu.Lock()
+	if s.goDone {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	for name, g := range s.a.funcs {
+		if e, ok := s.a.reg.Get(name); ok && reflect.DeepEqual(e.Spec, g.spec) {
+			continue
+		}
+		if err := s.a.tc.Ensure(ctx, g.spec.Topic, 0, nil); err != nil {
+			s.a.log.Warn("creating topic for Go handler failed; will retry", "handler", name, "err", err)
+			return
+		}
+		e, _ := s.a.reg.Get(name)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := s.a.reg.Put(wctx, registry.Entry{Spec: g.spec, Paused: e.Paused})
+		cancel()
+		if err != nil {
+			s.a.log.Warn("registering Go handler failed; will retry", "handler", name, "err", err)
+			return
+		}
+	}
+	s.mu.Lock()
+	s.goDone = true
+	s.mu.Unlock()
+}
+
+// reconcile starts, restarts and stops runners to match the registry. It
+// returns once stopped runners have drained and committed.
+func (s *supervisor) reconcile(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := make(map[string]handlers.Spec)
+	for _, e := range s.a.reg.List() {
+		if e.Paused || !s.invokable(e.Spec) {
+			continue
+		}
+		want[e.Spec.Name] = e.Spec
+	}
+	var stopping []*running
+	s.mapMu.Lock()
+	for name, rn := range s.runners {
+		if spec, ok := want[name]; !ok || !reflect.DeepEqual(spec, rn.spec) {
+			stopping = append(stopping, rn)
+			delete(s.runners, name)
+		}
+	}
+	s.mapMu.Unlock()
+	stopRunners(stopping)
+	for name, spec := range want {
+		s.mapMu.Lock()
+		_, ok := s.runners[name]
+		s.mapMu.Unlock()
+		if !ok {
+			rn := s.start(ctx, spec)
+			s.mapMu.Lock()
+			s.runners[name] = rn
+			s.mapMu.Unlock()
+		}
+	}
+}
+
+func (s *supervisor) invokable(spec handlers.Spec) bool {
+	if spec.Go != nil {
+		_, ok := s.a.funcs[spec.Name]
+		return ok
+	}
+	return spec.HTTP != nil
+}
+
+func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
+	var inv handlers.Invoker
+	var closeInv func()
+	if spec.Go != nil {
+		inv = s.a.funcs[spec.Name].fn
+	} else {
+		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency)
+		inv, closeInv = h, h.Close
+	}
+	log := s.a.log.With("handler", spec.Name)
+	var r *consumers.Runner
+	start := consumers.FirstOffset
+	if spec.StartFrom == handlers.StartLatest {
+		start = consumers.LastOffset
+	}
+	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{
+		Brokers:        s.a.brokers,
+		SessionTimeout: s.a.cfg.SessionTimeout,
+		Logger:         s.a.log,
+	}, spec.Topic, spec.Group(), start, func(err error) {
+		if r != nil {
+			r.SourceError(err)
+		}
+	})
+	if err != nil { // only on a programming error: the spec was validated
+		log.Error("cannot consume", "err", err)
+	}
+	r = consumers.NewRunner(spec, inv, src, consumers.Options{
+		CommitInterval: s.a.cfg.CommitInterval,
+		DrainTimeout:   s.a.cfg.DrainTimeout,
+		Logger:         s.a.log,
+	})
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rn := &running{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rn.done)
+		if closeInv != nil {
+			defer closeInv()
+		}
+		// The topic is created on first use, so a handler may be registered
+		// before anything is published.
+		for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+			err := s.a.tc.Ensure(rctx, spec.Topic, 0, nil)
+			if err == nil {
+				break
+			}
+			if rctx.Err() != nil {
+				return
+			}
+			r.SourceError(err)
+			log.Warn("creating topic failed; retrying", "topic", spec.Topic, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-rctx.Done():
+				return
+			}
+		}
+		_ = r.Run(rctx)
+	}()
+	log.Info("handler started", "topic", spec.Topic, "group", spec.Group())
+	return rn
+}
+
+func stopRunners(rs []*running) {
+	for _, rn := range rs {
+		rn.cancel()
+	}
+	for _, rn := range rs {
+		<-rn.done
+	}
+}
+
+func (s *supervisor) stopAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mapMu.Lock()
+	rs := make([]*running, 0, len(s.runners))
+	for name, rn := range s.runners {
+		rs = append(rs, rn)
+		delete(s.runners, name)
+	}
+	s.mapMu.Unlock()
+	stopRunners(rs)
+}
+
+// runner returns the runner of name, if this node runs it.
+func (s *supervisor) runner(name string) *consumers.Runner {
+	s.mapMu.Lock()
+	defer s.mapMu.Unlock()
+	if rn, ok := s.runners[name]; ok {
+		return rn.runner
+	}
+	return nil
+}
