@@ -28,7 +28,10 @@ type fakeAPI struct {
 	handlers  map[string]api.Handler
 	topics    map[string]topics.Info
 	published map[string][]api.PublishMessage
-	reqs      []fakeRequest
+	// publishLimit, if not 0, fails with 503 a publish that would take a
+	// topic past this many messages.
+	publishLimit int
+	reqs         []fakeRequest
 }
 
 type fakeRequest struct {
@@ -172,6 +175,10 @@ func (f *fakeAPI) publish(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	topic := r.PathValue("topic")
+	if f.publishLimit > 0 && len(f.published[topic])+len(req.Messages) > f.publishLimit {
+		reply(w, 503, api.Error{Error: "topic is full"})
+		return
+	}
 	resp := api.PublishResponse{Results: []topics.Produced{}}
 	for _, m := range req.Messages {
 		p := 0

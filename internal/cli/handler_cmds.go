@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -260,11 +262,21 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	}
 	fmt.Fprintln(w)
 	tw = newTable(w)
+	parts := slices.Clone(h.Status.Partitions)
+	slices.SortFunc(parts, func(a, b consumers.PartitionStatus) int { return a.Partition - b.Partition })
 	fmt.Fprintln(tw, "PARTITION\tCOMMITTED\tFETCHED\tPENDING")
-	for _, p := range h.Status.Partitions {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\n", p.Partition, p.Committed, p.Fetched, p.Pending)
+	for _, p := range parts {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", p.Partition, offset(p.Committed), offset(p.Fetched), p.Pending)
 	}
 	return tw.Flush()
+}
+
+// offset shows an offset, or "-" for Kafka's negative "none yet" values.
+func offset(o int64) string {
+	if o < 0 {
+		return "-"
+	}
+	return fmt.Sprint(o)
 }
 
 func newHandlerDeleteCmd(env Env, conn *apiConn) *cobra.Command {

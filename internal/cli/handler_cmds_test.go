@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -173,6 +174,11 @@ func seed(t *testing.T, f *fakeAPI) {
 	f.mu.Lock()
 	h := f.handlers["orders-audit"]
 	h.Status = &api.HandlerStatus{State: "running", Lag: 42}
+	h.Status.InFlight, h.Status.Limit, h.Status.Received, h.Status.Failed = 2, 16, 9, 1
+	h.Status.Partitions = []consumers.PartitionStatus{
+		{Partition: 1, Committed: -2, Fetched: -1},
+		{Partition: 0, Committed: 5, Fetched: 7, Pending: 2},
+	}
 	f.handlers["orders-audit"] = h
 	f.mu.Unlock()
 }
@@ -238,11 +244,15 @@ func TestHandlerGet(t *testing.T) {
 		"Updated:       2026-03-01T12:00:00Z\n" +
 		"State:         running\n" +
 		"Lag:           42\n" +
-		"In flight:     0 of 0\n" +
-		"Received:      0\n" +
+		"In flight:     2 of 16\n" +
+		"Received:      9\n" +
 		"Succeeded:     0\n" +
-		"Failed:        0\n" +
-		"Commits:       0 (0 failed)\n"
+		"Failed:        1\n" +
+		"Commits:       0 (0 failed)\n" +
+		"\n" +
+		"PARTITION   COMMITTED   FETCHED   PENDING\n" +
+		"0           5           7         2\n" +
+		"1           -           -         0\n"
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("code %d, stdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
 	}
@@ -321,5 +331,19 @@ func TestHandlerDeletePauseResume(t *testing.T) {
 	var h api.Handler
 	if err := json.Unmarshal([]byte(r.stdout), &h); err != nil || r.code != 0 || h.Paused {
 		t.Errorf("resume -o json: %+v (%v)", r, err)
+	}
+}
+
+func TestHandlerApplySeveralFilesChecksAllFirst(t *testing.T) {
+	f := newFakeAPI(t)
+	good := writeFile(t, "good.yaml", twoSpecs)
+	bad := writeFile(t, "bad.yaml", "name: c\ntopic: t\ngo: {}\nordering: random\n")
+	r := run(t, f.URL, "", "handler", "apply", "-f", good, "-f", bad)
+	want := "error: " + bad + ": ordering: must be key, partition or none, got \"random\"\n"
+	if r.code != 2 || r.stderr != want || r.stdout != "" {
+		t.Errorf("got code %d, stdout %q, stderr %q\nwant code 2, stderr %q", r.code, r.stdout, r.stderr, want)
+	}
+	if n := len(f.requests()); n != 0 {
+		t.Errorf("%d requests sent, want none", n)
 	}
 }

@@ -121,6 +121,9 @@ message. --key, --header and --partition apply to every message.`,
 			return nil
 		}
 
+		if isTerminal(env.Stdin) {
+			fmt.Fprintln(env.Stderr, "reading messages from stdin, one per line; end with Ctrl-D")
+		}
 		res, err := publishLines(c, cl, topic, tmpl, env.Stdin)
 		if err != nil {
 			return err
@@ -162,7 +165,9 @@ func publishLines(c *cobra.Command, cl *client.Client, topic string, tmpl api.Pu
 	br := bufio.NewReader(r) // not a Scanner: lines may be longer than its 64 KiB
 	for {
 		line, err := br.ReadBytes('\n')
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if l, ok := bytes.CutSuffix(line, []byte("\n")); ok {
+			line = bytes.TrimSuffix(l, []byte("\r"))
+		}
 		if len(line) > 0 {
 			m := withValue(tmpl, line)
 			n := encodedSize(m)
@@ -211,4 +216,15 @@ func withValue(tmpl api.PublishMessage, value []byte) api.PublishMessage {
 		m.ValueBase64 = base64.StdEncoding.EncodeToString(value)
 	}
 	return m
+}
+
+// isTerminal reports whether r is an interactive terminal, where a user
+// who forgot --data would otherwise wait on a silent command.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

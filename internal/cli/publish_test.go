@@ -13,8 +13,8 @@ import (
 
 func TestPublishStdin(t *testing.T) {
 	f := newFakeAPI(t)
-	// CRLF, an empty line and no final newline: three messages.
-	r := run(t, f.URL, "one\r\n\ntwo\n{\"n\":3}", "publish", "orders", "--key", "k", "--header", "source=cli")
+	// CRLF, empty lines and no final newline: three messages.
+	r := run(t, f.URL, "one\r\n\n\r\ntwo\n{\"n\":3}", "publish", "orders", "--key", "k", "--header", "source=cli")
 	if r.code != 0 || r.stdout != "published 3 messages to orders\n" || r.stderr != "" {
 		t.Fatalf("%+v", r)
 	}
@@ -62,6 +62,51 @@ func TestPublishStdinBatches(t *testing.T) {
 	msgs := f.messages("big")
 	if len(msgs) != 1201 || string(msgs[0].Value) != `"m0"` || string(msgs[1200].Value) != `"m1200"` {
 		t.Errorf("published %d messages, first %s, last %s", len(msgs), msgs[0].Value, msgs[len(msgs)-1].Value)
+	}
+}
+
+func TestPublishStdinBatchesByBytes(t *testing.T) {
+	f := newFakeAPI(t)
+	// Nine 1 MiB lines, far past bufio.Scanner's 64 KiB: three fit in a
+	// 4 MiB batch with the JSON around them, a fourth does not.
+	line := strings.Repeat("x", 1<<20)
+	in := strings.Repeat(line+"\n", 9)
+	r := run(t, f.URL, in, "publish", "big")
+	if r.code != 0 || r.stdout != "published 9 messages to big\n" {
+		t.Fatalf("%+v", r)
+	}
+	var sizes []int
+	for _, q := range f.requests() {
+		var req api.PublishRequest
+		if err := json.Unmarshal([]byte(q.Body), &req); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(req.Messages))
+		for _, m := range req.Messages {
+			if len(m.Value) != len(line)+2 {
+				t.Fatalf("a value of %d bytes, want %d", len(m.Value), len(line)+2)
+			}
+		}
+	}
+	if want := []int{3, 3, 3}; !reflect.DeepEqual(sizes, want) {
+		t.Errorf("batch sizes %v, want %v", sizes, want)
+	}
+}
+
+func TestPublishStdinPartialFailure(t *testing.T) {
+	f := newFakeAPI(t)
+	var in strings.Builder
+	for range 700 {
+		in.WriteString("m\n")
+	}
+	// The fake refuses a batch once the topic holds 500 messages.
+	f.mu.Lock()
+	f.publishLimit = 500
+	f.mu.Unlock()
+	r := run(t, f.URL, in.String(), "publish", "orders")
+	want := "error: publishing to orders (the first 500 messages were published): topic is full\n"
+	if r.code != 1 || r.stderr != want || r.stdout != "" {
+		t.Errorf("got code %d, stdout %q, stderr %q\nwant code 1, stderr %q", r.code, r.stdout, r.stderr, want)
 	}
 }
 

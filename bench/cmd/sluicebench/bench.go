@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -48,7 +49,9 @@ func (b *bench) family(name string) family {
 }
 
 // scenario fills the family's topic once, then measures every peer on it,
-// one after the other, each with a fresh consumer group.
+// one after the other, each with a fresh consumer group. Each round starts
+// the order one peer later, so no peer always runs first after the fill
+// (while the broker may still be writing it out) or always last.
 func (b *bench) scenario(ctx context.Context, name string) ([]result, error) {
 	f := b.family(name)
 	if err := b.fill(ctx, f); err != nil {
@@ -56,7 +59,10 @@ func (b *bench) scenario(ctx context.Context, name string) ([]result, error) {
 	}
 	var out []result
 	for round := 1; round <= b.opts.rounds; round++ {
-		for _, p := range b.opts.peers {
+		peers := b.opts.peers
+		k := (round - 1) % len(peers)
+		peers = append(slices.Clone(peers[k:]), peers[:k]...)
+		for _, p := range peers {
 			if err := ctx.Err(); err != nil {
 				return out, err
 			}
