@@ -9,15 +9,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/internal/ktable"
 	"github.com/sluicehq/sluice/topics"
 )
 
@@ -37,22 +36,6 @@ type Entry struct {
 	Version int64 `json:"-"`
 }
 
-// Registry is a node's view of the registry topic. Safe for concurrent use.
-type Registry struct {
-	tc      *topics.Client
-	brokers []string
-	dialer  *kafka.Dialer
-	topic   string
-	log     *slog.Logger
-
-	mu      sync.Mutex
-	entries map[string]Entry
-	applied int64         // offset of the next record to apply
-	changed chan struct{} // closed and replaced on every applied record
-	loaded  bool
-	readErr error
-}
-
 // Config configures a Registry.
 type Config struct {
 	Topics  *topics.Client
@@ -63,6 +46,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Registry is a node's view of the registry topic. Safe for concurrent use.
+type Registry struct {
+	t   *ktable.Table
+	log *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]Entry
+}
+
 // New returns a registry that is empty until Run has caught up.
 func New(cfg Config) *Registry {
 	if cfg.Topic == "" {
@@ -71,130 +63,40 @@ func New(cfg Config) *Registry {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Registry{
-		tc: cfg.Topics, brokers: cfg.Brokers, dialer: cfg.Dialer, topic: cfg.Topic, log: cfg.Logger,
-		entries: make(map[string]Entry), changed: make(chan struct{}),
-	}
-}
-
-// Run creates the registry topic if needed and tails it until ctx is done,
-// retrying while the broker is unreachable.
-func (r *Registry) Run(ctx context.Context) error {
-	backoff := 200 * time.Millisecond
-	for {
-		err := r.tc.Ensure(ctx, r.topic, 1, map[string]string{"cleanup.policy": "compact"})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.setErr(fmt.Errorf("creating registry topic %s: %w", r.topic, err))
-		r.log.Warn("registry topic not reachable; retrying", "topic", r.topic, "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
-			return nil
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-	end, err := r.endOffset(ctx)
-	for err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.setErr(err)
-		r.log.Warn("reading registry end offset failed; retrying", "err", err)
-		if !sleep(ctx, time.Second) {
-			return nil
-		}
-		end, err = r.endOffset(ctx)
-	}
-	if end == 0 {
-		r.markLoaded()
-	}
-	rd := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: r.brokers, Dialer: r.dialer, Topic: r.topic, Partition: 0,
-		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 50 * time.Millisecond, StartOffset: kafka.FirstOffset,
+	r := &Registry{log: cfg.Logger, entries: make(map[string]Entry)}
+	r.t = ktable.New(ktable.Config{
+		Topics: cfg.Topics, Brokers: cfg.Brokers, Dialer: cfg.Dialer, Topic: cfg.Topic, Logger: cfg.Logger,
+		Decode: r.decode,
 	})
-	defer rd.Close()
-	for {
-		m, err := rd.ReadMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			r.setErr(err)
-			r.log.Warn("reading registry failed; retrying", "err", err)
-			if !sleep(ctx, time.Second) {
-				return nil
-			}
-			continue
-		}
-		r.apply(m)
-		if m.Offset+1 >= end {
-			r.markLoaded()
-		}
-	}
+	return r
 }
 
-func (r *Registry) endOffset(ctx context.Context) (int64, error) {
-	offs, err := r.tc.Offsets(ctx, r.topic, 1)
-	if err != nil {
-		return 0, err
-	}
-	return offs[0].End, nil
-}
-
-func (r *Registry) apply(m kafka.Message) {
-	name := string(m.Key)
+func (r *Registry) decode(name string, value []byte, offset int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(m.Value) == 0 {
+	if value == nil {
 		delete(r.entries, name)
-	} else {
-		var e Entry
-		if err := json.Unmarshal(m.Value, &e); err != nil || e.Spec.Name != name {
-			r.log.Error("skipping unreadable registry record", "offset", m.Offset, "key", name, "err", err)
-		} else {
-			e.Version = m.Offset
-			r.entries[name] = e
-		}
+		return true
 	}
-	r.applied = m.Offset + 1
-	r.readErr = nil
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-func (r *Registry) markLoaded() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.loaded {
-		r.loaded = true
-		close(r.changed)
-		r.changed = make(chan struct{})
+	var e Entry
+	if err := json.Unmarshal(value, &e); err != nil || e.Spec.Name != name {
+		r.log.Error("skipping unreadable registry record", "offset", offset, "key", name, "err", err)
+		return false
 	}
+	e.Version = offset
+	r.entries[name] = e
+	return true
 }
 
-func (r *Registry) setErr(err error) {
-	r.mu.Lock()
-	r.readErr = err
-	r.mu.Unlock()
-}
+// Run tails the registry topic until ctx is done; see ktable.Table.Run.
+func (r *Registry) Run(ctx context.Context) error { return r.t.Run(ctx) }
 
-// Loaded reports whether the registry has caught up with the topic as it was
-// when Run started, and the last read error, if any.
-func (r *Registry) Loaded() (bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.loaded, r.readErr
-}
+// Loaded reports whether the registry has caught up, and the last read
+// error, if any.
+func (r *Registry) Loaded() (bool, error) { return r.t.Loaded() }
 
 // Changed returns a channel closed at the next change (or load).
-func (r *Registry) Changed() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.changed
-}
+func (r *Registry) Changed() <-chan struct{} { return r.t.Changed() }
 
 // Get returns the entry for name.
 func (r *Registry) Get(name string) (Entry, bool) {
@@ -206,13 +108,15 @@ func (r *Registry) Get(name string) (Entry, bool) {
 
 // List returns every entry, sorted by name.
 func (r *Registry) List() []Entry {
+	rows := r.t.Rows()
+	out := make([]Entry, 0, len(rows))
 	r.mu.Lock()
-	out := make([]Entry, 0, len(r.entries))
-	for _, e := range r.entries {
-		out = append(out, e)
+	defer r.mu.Unlock()
+	for _, row := range rows {
+		if e, ok := r.entries[row.Key]; ok {
+			out = append(out, e)
+		}
 	}
-	r.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Spec.Name < out[j].Spec.Name })
 	return out
 }
 
@@ -224,7 +128,7 @@ func (r *Registry) Put(ctx context.Context, e Entry) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	off, err := r.write(ctx, e.Spec.Name, b)
+	off, err := r.t.Put(ctx, e.Spec.Name, b)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -237,38 +141,6 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if _, ok := r.Get(name); !ok {
 		return ErrNotFound
 	}
-	_, err := r.write(ctx, name, nil)
+	_, err := r.t.Put(ctx, name, nil)
 	return err
-}
-
-func (r *Registry) write(ctx context.Context, name string, value []byte) (int64, error) {
-	res, err := r.tc.Produce(ctx, r.topic, []topics.Record{{Key: []byte(name), Value: value, Partition: 0}})
-	if err != nil {
-		return 0, fmt.Errorf("writing registry: %w", err)
-	}
-	off := res[0].Offset
-	for {
-		r.mu.Lock()
-		applied, ch := r.applied, r.changed
-		r.mu.Unlock()
-		if applied > off {
-			return off, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, fmt.Errorf("waiting for the registry to apply the write: %w", ctx.Err())
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
