@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/topics"
@@ -53,6 +54,7 @@ type App struct {
 	embedded  *broker.Embedded
 	tc        *topics.Client
 	reg       *registry.Registry
+	dlq       *dlq.Queue
 	httpAddr  string
 	ready     chan struct{}
 	sup       *supervisor
@@ -160,13 +162,14 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Logger: a.log})
+	dq := dlq.New(tc, brokers, a.log)
 
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http-addr %s: %w", a.cfg.HTTPAddr, err)
 	}
 	a.mu.Lock()
-	a.brokers, a.tc, a.reg, a.httpAddr, a.startedAt = brokers, tc, reg, ln.Addr().String(), time.Now()
+	a.brokers, a.tc, a.reg, a.dlq, a.httpAddr, a.startedAt = brokers, tc, reg, dq, ln.Addr().String(), time.Now()
 	a.sup = newSupervisor(a)
 	a.mu.Unlock()
 
@@ -190,6 +193,11 @@ func (a *App) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		_ = reg.Run(regCtx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = dq.Run(regCtx)
 	}()
 	supDone := make(chan struct{})
 	go func() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/topics"
@@ -189,6 +190,12 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	} else {
 		checks["registry"] = "ok"
 	}
+	if loaded, _ := a.dlq.Loaded(); !loaded {
+		ok = false
+		checks["deadLetterStates"] = "loading"
+	} else {
+		checks["deadLetterStates"] = "ok"
+	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := a.tc.Offsets(pctx, registry.Topic, 1); err != nil {
@@ -208,4 +215,51 @@ func (a *App) notReady() error {
 		return errors.New("the node is not ready: the registry is still loading")
 	}
 	return nil
+}
+
+func (a *App) deadLetterTopics(name string) (dlqTopic, replayTopic string, err error) {
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return "", "", fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	return e.Spec.DeadLetter.Topic, e.Spec.ReplayTopic(), nil
+}
+
+// ListDeadLetters implements api.Backend.
+func (a *App) ListDeadLetters(ctx context.Context, name string, f dlq.Filter) (dlq.Page, error) {
+	topic, _, err := a.deadLetterTopics(name)
+	if err != nil {
+		return dlq.Page{}, err
+	}
+	return a.dlq.List(ctx, name, topic, f)
+}
+
+// GetDeadLetter implements api.Backend.
+func (a *App) GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry, error) {
+	topic, _, err := a.deadLetterTopics(name)
+	if err != nil {
+		return dlq.Entry{}, err
+	}
+	return a.dlq.Get(ctx, name, topic, id)
+}
+
+// ReplayDeadLetters implements api.Backend.
+func (a *App) ReplayDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error) {
+	topic, replay, err := a.deadLetterTopics(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.tc.Ensure(ctx, replay, 1, nil); err != nil {
+		return 0, err
+	}
+	return a.dlq.Replay(ctx, name, topic, replay, sel)
+}
+
+// DiscardDeadLetters implements api.Backend.
+func (a *App) DiscardDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error) {
+	topic, _, err := a.deadLetterTopics(name)
+	if err != nil {
+		return 0, err
+	}
+	return a.dlq.Discard(ctx, name, topic, sel)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/topics"
 )
@@ -32,6 +33,11 @@ type Backend interface {
 	CreateTopic(ctx context.Context, name string, partitions int) error
 	// Ready reports whether the node can serve, with the state of each check.
 	Ready(ctx context.Context) (bool, map[string]string)
+
+	ListDeadLetters(ctx context.Context, name string, f dlq.Filter) (dlq.Page, error)
+	GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry, error)
+	ReplayDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
+	DiscardDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
 }
 
 // Errors a Backend returns that map to HTTP statuses.
@@ -73,6 +79,11 @@ func NewServer(b Backend, cfg ServerConfig) http.Handler {
 	mux.HandleFunc("GET /v1/topics", s.listTopics)
 	mux.HandleFunc("POST /v1/topics", s.createTopic)
 	mux.HandleFunc("POST /v1/topics/{topic}/messages", s.publish)
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq", s.listDLQ)
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/{id}", s.getDLQ)
+	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", s.discardOne)
+	mux.HandleFunc("POST /v1/handlers/{name}/dlq/replay", s.dlqAction(true))
+	mux.HandleFunc("POST /v1/handlers/{name}/dlq/purge", s.dlqAction(false))
 	s.mux = mux
 	return s
 }
@@ -114,7 +125,7 @@ func writeErr(w http.ResponseWriter, status int, err error) {
 func backendErr(w http.ResponseWriter, err error) {
 	var fe *handlers.FieldError
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, dlq.ErrNotFound):
 		writeErr(w, http.StatusNotFound, err)
 	case errors.Is(err, ErrConflict), errors.Is(err, topics.ErrTopicExists):
 		writeErr(w, http.StatusConflict, err)

@@ -66,25 +66,30 @@ func (c *KafkaConfig) withDefaults() KafkaConfig {
 	return out
 }
 
-// KafkaSource consumes one topic with one consumer group through kafka-go's
+// KafkaSource consumes topics with one consumer group through kafka-go's
 // ConsumerGroup, whose Generation exposes each assignment's lifecycle.
 type KafkaSource struct {
 	cfg       KafkaConfig
-	topic     string
+	topics    []string
 	group     string
 	startFrom int64
 	onError   func(error)
+	client    *kafka.Client
 }
 
-// NewKafkaSource returns a source for topic consumed by group. startFrom is
-// FirstOffset or LastOffset, used where the group has no committed offset.
-// onError, if not nil, is told of each transient error and of recovery (nil).
-func NewKafkaSource(cfg KafkaConfig, topic, group string, startFrom int64, onError func(error)) (*KafkaSource, error) {
+// NewKafkaSource returns a source for topics consumed by group. The first
+// topic is the handler's own; startFrom (FirstOffset or LastOffset) applies
+// to it where the group has no committed offset, and LastOffset is pinned
+// (committed) at the first assignment so a later rebalance cannot skip
+// messages. The other topics (replay, retry) always start at their first
+// offset. onError, if not nil, is told of each transient error and of
+// recovery (nil).
+func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom int64, onError func(error)) (*KafkaSource, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka source: no brokers")
 	}
-	if topic == "" || group == "" {
-		return nil, errors.New("kafka source: topic and group are required")
+	if len(topics) == 0 || group == "" {
+		return nil, errors.New("kafka source: topics and group are required")
 	}
 	if startFrom != FirstOffset && startFrom != LastOffset {
 		return nil, fmt.Errorf("kafka source: startFrom must be FirstOffset or LastOffset, got %d", startFrom)
@@ -92,17 +97,25 @@ func NewKafkaSource(cfg KafkaConfig, topic, group string, startFrom int64, onErr
 	if onError == nil {
 		onError = func(error) {}
 	}
-	return &KafkaSource{cfg: cfg.withDefaults(), topic: topic, group: group, startFrom: startFrom, onError: onError}, nil
+	cfg = cfg.withDefaults()
+	var tr kafka.RoundTripper = kafka.DefaultTransport
+	if cfg.Dialer != nil {
+		tr = &kafka.Transport{Dial: cfg.Dialer.DialFunc, ClientID: cfg.Dialer.ClientID}
+	}
+	return &KafkaSource{
+		cfg: cfg, topics: topics, group: group, startFrom: startFrom, onError: onError,
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: 10 * time.Second},
+	}, nil
 }
 
 // Consume implements Source.
 func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error {
-	log := s.cfg.Logger.With("topic", s.topic, "group", s.group)
+	log := s.cfg.Logger.With("topic", s.topics[0], "group", s.group)
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                s.group,
 		Brokers:           s.cfg.Brokers,
 		Dialer:            s.cfg.Dialer,
-		Topics:            []string{s.topic},
+		Topics:            s.topics,
 		GroupBalancers:    []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
 		HeartbeatInterval: s.cfg.HeartbeatInterval,
 		SessionTimeout:    s.cfg.SessionTimeout,
@@ -146,60 +159,109 @@ func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error 
 		failures = 0
 		s.onError(nil)
 		gen.Start(func(gctx context.Context) {
-			session(&kafkaSession{src: s, gen: gen, ctx: gctx})
+			ks := &kafkaSession{src: s, gen: gen, ctx: gctx}
+			if err := ks.resolve(); err != nil {
+				// Without a position nothing is read; end the generation
+				// and try again with the next one.
+				log.Warn("resolving start offsets failed; rejoining", "err", err)
+				s.onError(err)
+				return
+			}
+			session(ks)
 		})
 	}
 }
 
 type kafkaSession struct {
-	src *KafkaSource
-	gen *kafka.Generation
-	ctx context.Context
+	src     *KafkaSource
+	gen     *kafka.Generation
+	ctx     context.Context
+	assigns []Assignment
+}
+
+// resolve turns the sentinel positions of partitions without a committed
+// offset into real ones. The handler's topic with startFrom latest is
+// pinned to its current end and committed, so that "latest" means "from
+// when the handler first consumed", not "from whenever a rebalance happens".
+func (k *kafkaSession) resolve() error {
+	var pin []kafka.OffsetRequest
+	for i, t := range k.src.topics {
+		for _, a := range k.gen.Assignments[t] {
+			off := a.Offset
+			if off < 0 && i > 0 {
+				off = FirstOffset
+			}
+			if off == LastOffset {
+				pin = append(pin, kafka.LastOffsetOf(a.ID))
+			}
+			k.assigns = append(k.assigns, Assignment{Topic: t, Partition: a.ID, Offset: off})
+		}
+	}
+	if len(pin) == 0 {
+		return nil
+	}
+	topic := k.src.topics[0]
+	ctx, cancel := context.WithTimeout(k.ctx, 10*time.Second)
+	defer cancel()
+	resp, err := k.src.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: pin}})
+	if err != nil {
+		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
+	}
+	ends := map[int]int64{}
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return fmt.Errorf("listing end offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		ends[po.Partition] = po.LastOffset
+	}
+	for i, a := range k.assigns {
+		if a.Topic == topic && a.Offset == LastOffset {
+			end, ok := ends[a.Partition]
+			if !ok {
+				return fmt.Errorf("no end offset for %s/%d", topic, a.Partition)
+			}
+			k.assigns[i].Offset = end
+		}
+	}
+	if err := k.Commit(ctx, map[string]map[int]int64{topic: ends}); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (k *kafkaSession) Context() context.Context { return k.ctx }
 
-func (k *kafkaSession) Assignments() []Assignment {
-	as := k.gen.Assignments[k.src.topic]
-	out := make([]Assignment, len(as))
-	for i, a := range as {
-		out[i] = Assignment{Partition: a.ID, Offset: a.Offset}
-	}
-	return out
-}
+func (k *kafkaSession) Assignments() []Assignment { return k.assigns }
 
 func (k *kafkaSession) Reader(a Assignment) (PartitionReader, error) {
 	cfg := kafka.ReaderConfig{
 		Brokers:       k.src.cfg.Brokers,
 		Dialer:        k.src.cfg.Dialer,
-		Topic:         k.src.topic,
+		Topic:         a.Topic,
 		Partition:     a.Partition,
 		MinBytes:      1,
 		MaxBytes:      k.src.cfg.FetchMaxBytes,
 		MaxWait:       k.src.cfg.FetchMaxWait,
 		QueueCapacity: k.src.cfg.PrefetchMessages,
-		StartOffset:   k.src.startFrom,
-		// A partition lost to retention moves on from the earliest
-		// retained message rather than stalling.
-		MaxAttempts: 3,
+		MaxAttempts:   3,
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("reader for %s/%d: %w", k.src.topic, a.Partition, err)
+		return nil, fmt.Errorf("reader for %s/%d: %w", a.Topic, a.Partition, err)
 	}
 	r := kafka.NewReader(cfg)
 	if err := r.SetOffset(a.Offset); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("reader for %s/%d at %d: %w", k.src.topic, a.Partition, a.Offset, err)
+		return nil, fmt.Errorf("reader for %s/%d at %d: %w", a.Topic, a.Partition, a.Offset, err)
 	}
 	return &kafkaReader{r: r}, nil
 }
 
-func (k *kafkaSession) Commit(ctx context.Context, offsets map[int]int64) error {
+func (k *kafkaSession) Commit(ctx context.Context, offsets map[string]map[int]int64) error {
 	if len(offsets) == 0 {
 		return nil
 	}
 	done := make(chan error, 1)
-	go func() { done <- k.gen.CommitOffsets(map[string]map[int]int64{k.src.topic: offsets}) }()
+	go func() { done <- k.gen.CommitOffsets(offsets) }()
 	select {
 	case err := <-done:
 		if err != nil {

@@ -2,11 +2,13 @@ package consumers
 
 import (
 	"context"
-
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/sluicehq/sluice/handlers"
 )
@@ -19,14 +21,26 @@ type Options struct {
 	// for in-flight invocations before abandoning them (they are then
 	// redelivered, never lost). Default 20s.
 	DrainTimeout time.Duration
-	// RetryDelay is the wait before retrying a failed message. Default 1s.
-	RetryDelay time.Duration
 	// MaxPendingPerPartition bounds the fetched messages of one partition
 	// not yet behind its commit position, and so the redelivery a crash can
 	// cause. Default 64 x concurrency, at least 1,024.
 	MaxPendingPerPartition int
+	// DeadLetter receives messages that cannot be handled. Without one,
+	// such messages are retried until they succeed, so nothing is lost.
+	DeadLetter DeadLetterer
+	// Hooks observe the engine for metrics and traces; nil fields are
+	// skipped.
+	Hooks Hooks
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// Hooks observe invocations. They run on the invoking goroutine and must be
+// cheap and safe for concurrent use.
+type Hooks struct {
+	// Invoke wraps one invocation: it may add to ctx (a span) and returns a
+	// function called with the outcome.
+	Invoke func(ctx context.Context, m *handlers.Message) (context.Context, func(err error, d time.Duration))
 }
 
 func (o Options) withDefaults(concurrency int) Options {
@@ -35,9 +49,6 @@ func (o Options) withDefaults(concurrency int) Options {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 20 * time.Second
-	}
-	if o.RetryDelay <= 0 {
-		o.RetryDelay = time.Second
 	}
 	if o.MaxPendingPerPartition <= 0 {
 		o.MaxPendingPerPartition = max(1024, 64*concurrency)
@@ -48,22 +59,26 @@ func (o Options) withDefaults(concurrency int) Options {
 	return o
 }
 
-// Runner consumes one handler's topic and invokes its handler, with the
+// Runner consumes one handler's topics and invokes its handler, with the
 // at-least-once guarantee: a partition's offset is committed only past
-// messages that have all reached a final outcome.
+// messages that have all reached a final outcome (handled, or durably
+// dead-lettered).
 //
 // Within one Runner, ordering decides what may run at once: with "key",
 // messages of the same key run one at a time in offset order and different
 // keys run in parallel (messages without a key are unordered); with
 // "partition", each partition runs one at a time; with "none", anything
-// runs. In every mode no more than spec.Concurrency messages are fetched and
-// unfinished at once, across all partitions.
+// runs. In every mode no more than spec.Concurrency messages are in flight
+// at once, across all partitions.
 type Runner struct {
 	spec    handlers.Spec
 	invoker handlers.Invoker
 	src     Source
 	opts    Options
 	log     *slog.Logger
+	timeout time.Duration
+	br      *breaker
+	limiter *rate.Limiter
 
 	slots chan struct{}
 
@@ -72,26 +87,35 @@ type Runner struct {
 	state      string
 	lastErr    string
 
-	received  atomic.Uint64
-	succeeded atomic.Uint64
-	failed    atomic.Uint64
-	commits   atomic.Uint64
-	commitErr atomic.Uint64
-	running   atomic.Int64
+	received     atomic.Uint64
+	succeeded    atomic.Uint64
+	failed       atomic.Uint64
+	retried      atomic.Uint64
+	deadLettered atomic.Uint64
+	commits      atomic.Uint64
+	commitErr    atomic.Uint64
+	rebalances   atomic.Uint64
+	running      atomic.Int64
 }
 
 // NewRunner returns a runner for a normalized, valid spec.
 func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Options) *Runner {
 	opts = opts.withDefaults(spec.Concurrency)
-	return &Runner{
+	r := &Runner{
 		spec:    spec,
 		invoker: inv,
 		src:     src,
 		opts:    opts,
-		log:     opts.Logger.With("handler", spec.Name, "topic", spec.Topic),
+		log:     opts.Logger.With("handler", spec.Name),
+		timeout: spec.InvocationTimeout(),
+		br:      newBreaker(spec.Name, spec.Breaker),
 		slots:   make(chan struct{}, spec.Concurrency),
 		state:   "starting",
 	}
+	if spec.RateLimit > 0 {
+		r.limiter = rate.NewLimiter(rate.Limit(spec.RateLimit), max(1, int(spec.RateLimit/10)))
+	}
+	return r
 }
 
 // Run consumes until ctx is done, then drains: it stops fetching, lets
@@ -108,11 +132,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Error("consuming failed; restarting", "err", err)
 			r.setState("error", err.Error())
 		}
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, time.Second) {
 			r.setState("stopped", "")
 			return nil
-		case <-time.After(time.Second):
 		}
 	}
 }
@@ -147,6 +169,7 @@ type session struct {
 }
 
 type partition struct {
+	topic     string
 	id        int
 	tr        *tracker
 	committed atomic.Int64
@@ -168,12 +191,13 @@ func (r *Runner) session(s Session) {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	ss := &session{src: s, work: workCtx, drainCh: make(chan struct{})}
+	r.rebalances.Add(1)
 
 	assigns := s.Assignments()
 	ps := make([]*partition, len(assigns))
 	var fetchers sync.WaitGroup
 	for i, a := range assigns {
-		p := &partition{id: a.Partition, tr: newTracker(), chains: make(map[string]*chain)}
+		p := &partition{topic: a.Topic, id: a.Partition, tr: newTracker(), chains: make(map[string]*chain)}
 		p.committed.Store(a.Offset)
 		p.fetched.Store(-1)
 		ps[i] = p
@@ -188,7 +212,7 @@ func (r *Runner) session(s Session) {
 	r.state = "running"
 	r.lastErr = ""
 	r.mu.Unlock()
-	r.log.Info("assignment started", "partitions", partitionIDs(ps))
+	r.log.Info("assignment started", "partitions", partitionNames(ps))
 
 	ticker := time.NewTicker(r.opts.CommitInterval)
 	defer ticker.Stop()
@@ -223,7 +247,7 @@ loop:
 	r.mu.Lock()
 	r.partitions = nil
 	r.mu.Unlock()
-	r.log.Info("assignment ended", "partitions", partitionIDs(ps))
+	r.log.Info("assignment ended", "partitions", partitionNames(ps))
 }
 
 func (r *Runner) finalCommit(ss *session, ps []*partition) {
@@ -247,13 +271,16 @@ func (r *Runner) finalCommit(ss *session, ps []*partition) {
 }
 
 func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error {
-	var offsets map[int]int64
+	var offsets map[string]map[int]int64
 	for _, p := range ps {
 		if pos := p.tr.commitPosition(); pos > p.committed.Load() {
 			if offsets == nil {
-				offsets = make(map[int]int64, len(ps))
+				offsets = make(map[string]map[int]int64, 2)
 			}
-			offsets[p.id] = pos
+			if offsets[p.topic] == nil {
+				offsets[p.topic] = make(map[int]int64, len(ps))
+			}
+			offsets[p.topic][p.id] = pos
 		}
 	}
 	if len(offsets) == 0 {
@@ -265,7 +292,7 @@ func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error
 	}
 	r.commits.Add(1)
 	for _, p := range ps {
-		if pos, ok := offsets[p.id]; ok {
+		if pos, ok := offsets[p.topic][p.id]; ok {
 			p.committed.Store(pos)
 		}
 	}
@@ -273,7 +300,7 @@ func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error
 }
 
 func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Assignment) {
-	log := r.log.With("partition", p.id)
+	log := r.log.With("topic", p.topic, "partition", p.id)
 	var rd PartitionReader
 	for backoff := 100 * time.Millisecond; rd == nil; backoff = min(2*backoff, 5*time.Second) {
 		var err error
@@ -293,6 +320,9 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 			case <-ctx.Done():
 				return
 			}
+		}
+		if !r.waitBreakerForFetch(ctx) {
+			return
 		}
 		w := &work{p: p}
 		if err := rd.Fetch(ctx, &w.msg); err != nil {
@@ -319,6 +349,7 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		r.received.Add(1)
 		p.fetched.Store(w.msg.Offset)
 		w.seq = p.tr.add(w.msg.Offset)
+		restoreReplayed(&w.msg)
 		r.dispatch(ss, w)
 	}
 }
@@ -381,36 +412,6 @@ func (r *Runner) start(ss *session, w *work, key string, c *chain) {
 	}()
 }
 
-// process invokes w until it reaches a final outcome, or abandons it when
-// the assignment drains; an abandoned message is not committed past and so
-// is redelivered to the partition's next owner.
-func (r *Runner) process(ss *session, w *work) {
-	defer func() { <-r.slots }()
-	if ss.draining.Load() {
-		return
-	}
-	for attempt := 1; ; attempt++ {
-		w.msg.Attempt = attempt
-		err := r.invoker.Invoke(ss.work, &w.msg)
-		if err == nil {
-			r.succeeded.Add(1)
-			w.p.tr.finish(w.seq)
-			return
-		}
-		r.failed.Add(1)
-		if ss.work.Err() != nil {
-			return
-		}
-		r.log.Warn("invocation failed; retrying", "partition", w.msg.Partition, "offset", w.msg.Offset,
-			"attempt", attempt, "err", err)
-		select {
-		case <-time.After(r.opts.RetryDelay):
-		case <-ss.drainCh:
-			return
-		}
-	}
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -422,10 +423,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func partitionIDs(ps []*partition) []int {
-	ids := make([]int, len(ps))
+func partitionNames(ps []*partition) []string {
+	ids := make([]string, len(ps))
 	for i, p := range ps {
-		ids[i] = p.id
+		ids[i] = p.topic + "/" + strconv.Itoa(p.id)
 	}
 	return ids
 }
@@ -433,24 +434,29 @@ func partitionIDs(ps []*partition) []int {
 // Status is a snapshot of a runner.
 type Status struct {
 	// State is starting, running, error or stopped.
-	State      string            `json:"state"`
-	LastError  string            `json:"lastError,omitempty"`
-	InFlight   int               `json:"inFlight"`
-	Limit      int               `json:"concurrencyLimit"`
-	Received   uint64            `json:"received"`
-	Succeeded  uint64            `json:"succeeded"`
-	Failed     uint64            `json:"failed"`
-	Commits    uint64            `json:"commits"`
-	CommitErrs uint64            `json:"commitErrors"`
-	Partitions []PartitionStatus `json:"partitions"`
+	State        string            `json:"state"`
+	LastError    string            `json:"lastError,omitempty"`
+	InFlight     int               `json:"inFlight"`
+	Limit        int               `json:"concurrencyLimit"`
+	Received     uint64            `json:"received"`
+	Succeeded    uint64            `json:"succeeded"`
+	Failed       uint64            `json:"failed"`
+	Retried      uint64            `json:"retried"`
+	DeadLettered uint64            `json:"deadLettered"`
+	Commits      uint64            `json:"commits"`
+	CommitErrs   uint64            `json:"commitErrors"`
+	Rebalances   uint64            `json:"rebalances"`
+	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
+	Partitions   []PartitionStatus `json:"partitions"`
 }
 
 // PartitionStatus is one assigned partition.
 type PartitionStatus struct {
-	Partition int   `json:"partition"`
-	Committed int64 `json:"committed"`
-	Fetched   int64 `json:"fetched"`
-	Pending   int   `json:"pending"`
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Committed int64  `json:"committed"`
+	Fetched   int64  `json:"fetched"`
+	Pending   int    `json:"pending"`
 }
 
 // Status returns a snapshot; safe for concurrent use.
@@ -463,12 +469,19 @@ func (r *Runner) Status() Status {
 	st.Received = r.received.Load()
 	st.Succeeded = r.succeeded.Load()
 	st.Failed = r.failed.Load()
+	st.Retried = r.retried.Load()
+	st.DeadLettered = r.deadLettered.Load()
 	st.Commits = r.commits.Load()
 	st.CommitErrs = r.commitErr.Load()
+	st.Rebalances = r.rebalances.Load()
+	st.Breaker = r.br.status()
+	if st.State == "running" && st.Breaker.State == "open" {
+		st.State = "breaker-open"
+	}
 	st.Partitions = make([]PartitionStatus, 0, len(ps))
 	for _, p := range ps {
 		st.Partitions = append(st.Partitions, PartitionStatus{
-			Partition: p.id, Committed: p.committed.Load(), Fetched: p.fetched.Load(), Pending: p.tr.pending(),
+			Topic: p.topic, Partition: p.id, Committed: p.committed.Load(), Fetched: p.fetched.Load(), Pending: p.tr.pending(),
 		})
 	}
 	return st

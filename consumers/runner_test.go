@@ -32,9 +32,12 @@ func (f *fixture) runner(t *testing.T, spec handlers.Spec, inv handlers.Invoker,
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.tc.Ensure(context.Background(), spec.ReplayTopic(), 1, nil); err != nil {
+		t.Fatal(err)
+	}
 	var r *consumers.Runner
 	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{Brokers: f.brokers, Logger: testkit.Logger(),
-		SessionTimeout: 6 * time.Second}, spec.Topic, spec.Group(), consumers.FirstOffset,
+		SessionTimeout: 6 * time.Second}, []string{spec.Topic, spec.ReplayTopic()}, spec.Group(), consumers.FirstOffset,
 		func(err error) {
 			if r != nil {
 				r.SourceError(err)
@@ -242,8 +245,10 @@ func TestOutOfOrderCompletionCommitsOnlyPrefix(t *testing.T) {
 		okCount.Add(1)
 		return nil
 	})
-	spec := handlers.Spec{Name: "prefix", Topic: "prefix", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingKey, Concurrency: 20}
-	r, stop := f.runner(t, spec, inv, consumers.Options{RetryDelay: 20 * time.Millisecond})
+	spec := handlers.Spec{Name: "prefix", Topic: "prefix", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingKey, Concurrency: 20,
+		Retry:   &handlers.RetrySpec{MaxAttempts: 1000, InitialBackoff: handlers.Duration(20 * time.Millisecond), MaxBackoff: handlers.Duration(20 * time.Millisecond)},
+		Breaker: &handlers.BreakerSpec{Disabled: true}}
+	r, stop := f.runner(t, spec, inv, consumers.Options{})
 	testkit.Eventually(t, 30*time.Second, func() bool { return okCount.Load() == 99 }, "the other 99 messages")
 	// Let several commit intervals pass.
 	testkit.Eventually(t, 5*time.Second, func() bool { return r.Status().Commits >= 1 }, "a commit")
@@ -324,7 +329,7 @@ func TestLowConcurrencyOnManyPartitionsDoesNotStarve(t *testing.T) {
 	inv := handlers.Func(func(ctx context.Context, m *handlers.Message) error { n.Add(1); return nil })
 	spec := handlers.Spec{Name: "sparse", Topic: "sparse", Go: &handlers.GoSpec{}, Concurrency: 1}
 	r, _ := f.runner(t, spec, inv, consumers.Options{})
-	testkit.Eventually(t, 10*time.Second, func() bool { return len(r.Status().Partitions) == 12 }, "assignment of 12 partitions")
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(r.Status().Partitions) == 13 }, "assignment of 12 partitions and the replay topic's")
 	testkit.Fill(t, f.tc, "sparse", 3, func(i int) []byte { return []byte(strconv.Itoa(i)) }, func(i int) []byte { return []byte("x") })
 	testkit.Eventually(t, 10*time.Second, func() bool { return n.Load() == 3 }, "3 deliveries with concurrency 1")
 	testkit.Eventually(t, 10*time.Second, func() bool { return f.committed(t, spec.Group(), spec.Topic) == 3 }, "commit of 3")

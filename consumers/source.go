@@ -6,9 +6,9 @@ import (
 	"github.com/sluicehq/sluice/handlers"
 )
 
-// Source is where one handler's messages come from: one topic, read by one
-// consumer group whose partitions are shared by every node running the
-// handler. Kafka is the first implementation (KafkaSource); the engine knows
+// Source is where one handler's messages come from: its topic (and the
+// handler's own replay and retry topics), read by one consumer group whose
+// partitions are shared by every node running the handler. Kafka is the first implementation (KafkaSource); the engine knows
 // nothing else about the queue behind it.
 type Source interface {
 	// Consume joins the group and calls session once for every assignment
@@ -32,10 +32,11 @@ type Session interface {
 	Assignments() []Assignment
 	// Reader opens a reader for one assigned partition. The caller closes it.
 	Reader(a Assignment) (PartitionReader, error)
-	// Commit records, for each partition, the offset of the next message to
-	// process. It returns nil only when the broker has stored every offset.
-	// It still works after Context is done, until session returns.
-	Commit(ctx context.Context, offsets map[int]int64) error
+	// Commit records, for each topic and partition, the offset of the next
+	// message to process. It returns nil only when the broker has stored
+	// every offset. It still works after Context is done, until session
+	// returns.
+	Commit(ctx context.Context, offsets map[string]map[int]int64) error
 }
 
 // Sentinel positions for Assignment.Offset.
@@ -46,6 +47,7 @@ const (
 
 // Assignment is one partition owned by a session and where to start it.
 type Assignment struct {
+	Topic     string
 	Partition int
 	Offset    int64
 }

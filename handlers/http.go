@@ -35,7 +35,6 @@ const maxErrorBody = 512
 // attempt number. A 2xx answer is success; anything else is an *HTTPError.
 type HTTPInvoker struct {
 	url     string
-	timeout time.Duration
 	headers http.Header
 	client  *http.Client
 }
@@ -55,20 +54,15 @@ func NewHTTPInvoker(spec *HTTPSpec, maxConns int) *HTTPInvoker {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	timeout := spec.Timeout.D()
-	if timeout <= 0 {
-		timeout = DefaultHTTPTimeout
-	}
-	return &HTTPInvoker{url: spec.URL, timeout: timeout, headers: h, client: &http.Client{Transport: tr}}
+	return &HTTPInvoker{url: spec.URL, headers: h, client: &http.Client{Transport: tr}}
 }
 
 // Close releases idle connections.
 func (h *HTTPInvoker) Close() { h.client.CloseIdleConnections() }
 
-// Invoke sends m and reports the outcome.
+// Invoke sends m and reports the outcome. The caller bounds it with ctx's
+// deadline; running out of it is a *TimeoutError.
 func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(m.Value))
 	if err != nil {
 		return Permanent(fmt.Errorf("building request: %w", err))
@@ -80,7 +74,7 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return &TimeoutError{After: h.timeout}
+			return &TimeoutError{}
 		}
 		return fmt.Errorf("POST %s: %w", h.url, err)
 	}
@@ -175,7 +169,12 @@ func (e *HTTPError) Error() string {
 // TimeoutError is an invocation that did not finish within its timeout.
 type TimeoutError struct{ After time.Duration }
 
-func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.After) }
+func (e *TimeoutError) Error() string {
+	if e.After == 0 {
+		return "timed out"
+	}
+	return fmt.Sprintf("timed out after %s", e.After)
+}
 
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {

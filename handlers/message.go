@@ -96,3 +96,12 @@ func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
 }
+
+// Headers Sluice sets on a message it replays from a dead-letter queue.
+const (
+	// HeaderReplaySource is the replayed message's original
+	// topic/partition/offset.
+	HeaderReplaySource = "sluice-replay-source"
+	// HeaderReplayOf is the id of the dead-letter entry replayed.
+	HeaderReplayOf = "sluice-replay-of"
+)

@@ -132,6 +132,9 @@ func checkValue(v any, t reflect.Type, path string) error {
 			if err := checkValue(m[k], f.Type, join(path, k)); err != nil {
 				return err
 			}
+			if f.Tag.Get("sluice") == "nonzero" && isZero(m[k]) {
+				return &FieldError{Field: join(path, k), Msg: "must not be zero (leave it out for the default)"}
+			}
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
@@ -218,4 +221,17 @@ func kindName(t reflect.Type) string {
 		return "a list"
 	}
 	return t.String()
+}
+
+func isZero(v any) bool {
+	switch n := v.(type) {
+	case int:
+		return n == 0
+	case float64:
+		return n == 0
+	case string:
+		d, err := time.ParseDuration(n)
+		return err == nil && d == 0
+	}
+	return false
 }

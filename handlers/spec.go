@@ -37,7 +37,6 @@ const (
 // Defaults applied by Spec.Normalize.
 const (
 	DefaultConcurrency = 16
-	DefaultHTTPTimeout = 30 * time.Second
 	MaxConcurrency     = 10000
 )
 
@@ -62,14 +61,25 @@ type Spec struct {
 	Concurrency int `json:"concurrency,omitempty"`
 	// StartFrom is earliest (default) or latest.
 	StartFrom StartFrom `json:"startFrom,omitempty"`
+	// Timeout bounds one invocation; a timed-out invocation is a retryable
+	// failure. Default 30s. For HTTP handlers http.timeout, when set, wins.
+	Timeout Duration `json:"timeout,omitempty" sluice:"nonzero"`
+	// Retry says how failed messages are retried.
+	Retry *RetrySpec `json:"retry,omitempty"`
+	// Breaker pauses consumption while the downstream is failing.
+	Breaker *BreakerSpec `json:"breaker,omitempty"`
+	// RateLimit caps invocations per second on each node; 0 means none.
+	RateLimit float64 `json:"rateLimit,omitempty"`
+	// DeadLetter says where messages go that cannot be handled.
+	DeadLetter *DeadLetterSpec `json:"deadLetter,omitempty"`
 }
 
 // HTTPSpec configures the HTTP invoker.
 type HTTPSpec struct {
 	// URL is the absolute http(s) URL that receives one POST per message.
 	URL string `json:"url"`
-	// Timeout bounds one request. Default 30s.
-	Timeout Duration `json:"timeout,omitempty"`
+	// Timeout bounds one request; when unset the spec's timeout applies.
+	Timeout Duration `json:"timeout,omitempty" sluice:"nonzero"`
 	// Headers are added to every request.
 	Headers map[string]string `json:"headers,omitempty"`
 }
@@ -91,9 +101,7 @@ func (s *Spec) Normalize() {
 	if s.StartFrom == "" {
 		s.StartFrom = StartEarliest
 	}
-	if s.HTTP != nil && s.HTTP.Timeout == 0 {
-		s.HTTP.Timeout = Duration(DefaultHTTPTimeout)
-	}
+	s.normalizePolicy()
 }
 
 var (
@@ -173,7 +181,7 @@ func (s *Spec) Validate() error {
 	default:
 		return &FieldError{Field: "startFrom", Msg: fmt.Sprintf("must be earliest or latest, got %q", s.StartFrom)}
 	}
-	return nil
+	return s.validatePolicy()
 }
 
 func validHeaderName(k string) bool {
@@ -227,3 +235,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// ReplayTopic is the handler's own topic for messages replayed from its
+// dead-letter queue; only this handler consumes it.
+func (s *Spec) ReplayTopic() string { return "__sluice." + s.Name + ".replay" }

@@ -329,3 +329,63 @@ func (c *Client) Produce(ctx context.Context, topic string, records []Record) ([
 	}
 	return out, nil
 }
+
+// Message is a record read back from a topic.
+type Message struct {
+	Partition int
+	Offset    int64
+	Time      time.Time
+	Key       []byte
+	Value     []byte
+	Headers   []kafka.Header
+}
+
+// Read calls fn for each record of topic/partition with offset in
+// [from, to), in order, until fn returns false. It reads with plain fetches
+// and joins no group.
+func (c *Client) Read(ctx context.Context, topic string, partition int, from, to int64, fn func(Message) bool) error {
+	for off := from; off < to; {
+		resp, err := c.kc.Fetch(ctx, &kafka.FetchRequest{
+			Topic: topic, Partition: partition, Offset: off, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 100 * time.Millisecond,
+		})
+		if err == nil && resp.Error != nil {
+			err = resp.Error
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s/%d at %d: %w", topic, partition, off, err)
+		}
+		progressed := false
+		for {
+			rec, err := resp.Records.ReadRecord()
+			if err != nil {
+				break
+			}
+			if rec.Offset < off {
+				continue
+			}
+			m := Message{Partition: partition, Offset: rec.Offset, Time: rec.Time, Headers: rec.Headers}
+			if rec.Key != nil {
+				m.Key, _ = kafka.ReadAll(rec.Key)
+			}
+			if rec.Value != nil {
+				m.Value, _ = kafka.ReadAll(rec.Value)
+			}
+			off = rec.Offset + 1
+			progressed = true
+			if rec.Offset >= to {
+				return nil
+			}
+			if !fn(m) {
+				return nil
+			}
+		}
+		if !progressed {
+			if resp.HighWatermark <= off {
+				return nil
+			}
+			// Nothing readable at off (a compacted gap or a control batch).
+			off++
+		}
+	}
+	return nil
+}

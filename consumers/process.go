@@ -1,0 +1,225 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/sluicehq/sluice/handlers"
+)
+
+// process takes one message to its final outcome: handled, or durably
+// dead-lettered. It gives up (abandons) only when the assignment drains;
+// an abandoned message is not committed past and so is redelivered to the
+// partition's next owner.
+//
+// The policy, in order: while the breaker is open, wait (nothing is
+// invoked); honour the rate limit; invoke with the timeout; on success,
+// done; on a permanent failure, dead-letter; on an outage failure while the
+// breaker is tripped, retry without charging an attempt; otherwise charge
+// an attempt and, with attempts left, back off (at least Retry-After) and
+// retry, else dead-letter.
+func (r *Runner) process(ss *session, w *work) {
+	defer func() { <-r.slots }()
+	retry := r.spec.Retry
+	var (
+		charged, delivered int
+		first              time.Time
+		lastErr            error
+		lastStatus         int
+	)
+	for {
+		if ss.draining.Load() {
+			return
+		}
+		done, ok := r.waitBreaker(ss)
+		if !ok {
+			return
+		}
+		if r.limiter != nil {
+			if err := r.limiter.Wait(ss.work); err != nil {
+				done(nil)
+				return
+			}
+		}
+		delivered++
+		w.msg.Attempt = delivered
+		err := r.invoke(ss.work, &w.msg)
+		if err == nil {
+			done(nil)
+			r.succeeded.Add(1)
+			w.p.tr.finish(w.seq)
+			return
+		}
+		v := classify(err)
+		if ss.work.Err() != nil { // abandoned by the drain deadline
+			done(nil)
+			return
+		}
+		if v.outage {
+			done(errOutage)
+		} else {
+			done(nil)
+		}
+		r.failed.Add(1)
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		lastErr, lastStatus = err, v.status
+		if v.permanent {
+			r.log.Warn("permanent failure; dead-lettering", "topic", w.msg.Topic, "partition", w.msg.Partition,
+				"offset", w.msg.Offset, "attempt", delivered, "err", err)
+			if r.deadLetter(ss, w, Failure{Handler: r.spec.Name, Attempts: delivered, FirstFailure: first, LastFailure: now, Err: lastErr, Status: lastStatus}) {
+				return
+			}
+			charged = 0
+			continue
+		}
+		if v.outage && r.br.state() != gobreaker.StateClosed {
+			// The downstream is down: this failure is the outage's, not
+			// the message's. Wait for the breaker without charging it.
+			r.retried.Add(1)
+			continue
+		}
+		charged++
+		if charged >= retry.MaxAttempts {
+			r.log.Warn("attempts exhausted; dead-lettering", "topic", w.msg.Topic, "partition", w.msg.Partition,
+				"offset", w.msg.Offset, "attempts", charged, "err", err)
+			if r.deadLetter(ss, w, Failure{Handler: r.spec.Name, Attempts: delivered, FirstFailure: first, LastFailure: now, Err: lastErr, Status: lastStatus}) {
+				return
+			}
+			charged = 0
+			continue
+		}
+		r.retried.Add(1)
+		wait := max(backoff(retry, charged), v.retryAfter)
+		r.log.Debug("invocation failed; retrying", "topic", w.msg.Topic, "partition", w.msg.Partition,
+			"offset", w.msg.Offset, "attempt", delivered, "retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ss.drainCh:
+			return
+		}
+	}
+}
+
+// invoke runs the invoker under the per-invocation timeout.
+func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
+	ctx, cancel := context.WithTimeout(parent, r.timeout)
+	defer cancel()
+	var end func(error, time.Duration)
+	if r.opts.Hooks.Invoke != nil {
+		ctx, end = r.opts.Hooks.Invoke(ctx, m)
+	}
+	start := time.Now()
+	err := r.invoker.Invoke(ctx, m)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		var te *handlers.TimeoutError
+		if !errors.As(err, &te) || te.After == 0 {
+			err = &handlers.TimeoutError{After: r.timeout}
+		}
+	}
+	if end != nil {
+		end(err, time.Since(start))
+	}
+	return err
+}
+
+// waitBreaker blocks while the breaker is open and returns its done
+// callback once an invocation may proceed; false when draining.
+func (r *Runner) waitBreaker(ss *session) (func(error), bool) {
+	for {
+		done, ok := r.br.allow()
+		if ok {
+			return done, true
+		}
+		select {
+		case <-r.br.changedCh():
+		case <-time.After(100 * time.Millisecond): // open turns half-open lazily
+		case <-ss.drainCh:
+			return nil, false
+		}
+	}
+}
+
+// waitBreakerForFetch pauses fetching while the breaker is not closed. In
+// half-open, the messages already in flight are the probes; only when there
+// are none does fetching resume to find one.
+func (r *Runner) waitBreakerForFetch(ctx context.Context) bool {
+	for {
+		switch r.br.state() {
+		case gobreaker.StateClosed:
+			return true
+		case gobreaker.StateHalfOpen:
+			if r.running.Load() == 0 {
+				return true
+			}
+		}
+		select {
+		case <-r.br.changedCh():
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// deadLetter writes w to the dead-letter topic, retrying until it is
+// durable, then marks it finished and returns true. Without a DeadLetterer
+// it never gives up on the message: it waits the longest backoff and
+// returns false so the attempts start over. It also returns false, leaving
+// w unfinished, when the assignment drains.
+func (r *Runner) deadLetter(ss *session, w *work, f Failure) bool {
+	if r.opts.DeadLetter == nil {
+		r.log.Error("no dead-letter queue; the message will be retried", "topic", w.msg.Topic,
+			"partition", w.msg.Partition, "offset", w.msg.Offset, "err", f.Err)
+		select {
+		case <-time.After(r.spec.Retry.MaxBackoff.D()):
+		case <-ss.drainCh:
+		}
+		return false
+	}
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		ctx, cancel := context.WithTimeout(ss.work, 30*time.Second)
+		err := r.opts.DeadLetter.DeadLetter(ctx, r.spec.DeadLetter.Topic, &w.msg, f)
+		cancel()
+		if err == nil {
+			r.deadLettered.Add(1)
+			w.p.tr.finish(w.seq)
+			return true
+		}
+		r.log.Error("writing to the dead-letter topic failed; retrying", "dlq", r.spec.DeadLetter.Topic, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ss.drainCh:
+			return false
+		}
+	}
+}
+
+// restoreReplayed gives a message replayed from the dead-letter queue its
+// original coordinates, so the handler sees (and the CloudEvents id names)
+// the message it failed on.
+func restoreReplayed(m *handlers.Message) {
+	v, ok := m.Header(handlers.HeaderReplaySource)
+	if !ok {
+		return
+	}
+	parts := strings.Split(string(v), "/")
+	if len(parts) < 3 {
+		return
+	}
+	n := len(parts)
+	p, err1 := strconv.Atoi(parts[n-2])
+	o, err2 := strconv.ParseInt(parts[n-1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	m.Topic = strings.Join(parts[:n-2], "/")
+	m.Partition, m.Offset = p, o
+}
