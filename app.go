@@ -36,6 +36,15 @@ type Message = handlers.Message
 // Spec is a handler's registration; see handlers.Spec.
 type Spec = handlers.Spec
 
+// RetrySpec, BreakerSpec, DeadLetterSpec and Duration configure a Spec's
+// failure policy; see the handlers package.
+type (
+	RetrySpec      = handlers.RetrySpec
+	BreakerSpec    = handlers.BreakerSpec
+	DeadLetterSpec = handlers.DeadLetterSpec
+	Duration       = handlers.Duration
+)
+
 // HandlerFunc is a handler written in Go.
 type HandlerFunc = func(ctx context.Context, m *Message) error
 

@@ -323,6 +323,20 @@ func (q *Queue) Get(ctx context.Context, handler, topic, id string) (Entry, erro
 	if err != nil {
 		return Entry{}, err
 	}
+	n, err := q.tc.Partitions(ctx, topic)
+	if errors.Is(err, topics.ErrUnknownTopic) || err == nil && p >= n {
+		return Entry{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	ranges, err := q.tc.Offsets(ctx, topic, n)
+	if err != nil {
+		return Entry{}, err
+	}
+	if rg := ranges[p]; off < rg.Start || off >= rg.End {
+		return Entry{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
 	var e Entry
 	found := false
 	err = q.tc.Read(ctx, topic, p, off, off+1, func(m topics.Message) bool {
@@ -331,7 +345,7 @@ func (q *Queue) Get(ctx context.Context, handler, topic, id string) (Entry, erro
 		}
 		return false
 	})
-	if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) && !errors.Is(err, kafka.UnknownTopicOrPartition) {
+	if err != nil {
 		return Entry{}, err
 	}
 	if !found {
