@@ -1,0 +1,74 @@
+package handlers_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/handlers"
+)
+
+func TestParseAppliesDefaults(t *testing.T) {
+	specs, err := handlers.Parse([]byte(`
+name: orders-mail
+topic: orders
+http:
+  url: https://mail.internal/hooks/order
+---
+name: billing
+topic: orders
+go: {}
+ordering: partition
+concurrency: 3
+retry:
+  maxAttempts: 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 2 {
+		t.Fatalf("%d specs", len(specs))
+	}
+	a, b := specs[0], specs[1]
+	if a.Ordering != handlers.OrderingKey || a.Concurrency != handlers.DefaultConcurrency || a.StartFrom != handlers.StartEarliest ||
+		a.InvocationTimeout() != 30*time.Second || a.Retry.MaxAttempts != 5 || a.Breaker.MinRequests != 20 ||
+		a.DeadLetter.Topic != "orders-mail.dlq" || a.Group() != "sluice.orders-mail" {
+		t.Fatalf("defaults: %+v", a)
+	}
+	if b.Go == nil || b.Ordering != handlers.OrderingPartition || b.Concurrency != 3 || b.Retry.MaxAttempts != 2 ||
+		b.Retry.InitialBackoff.D() != 200*time.Millisecond {
+		t.Fatalf("second spec: %+v", b)
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"name: a\ntopic: t\nhttp: {url: 'http://x/', timeot: 1s}\n", "http.timeot: unknown field"},
+		{"name: a\ntopic: t\nhttp: {url: 'http://x/'}\nretry: {maxAttempts: 0}\n", "retry.maxAttempts: must not be zero"},
+		{"name: a\ntopic: t\nhttp: {url: 'http://x/'}\nretry: {initialBackoff: soon}\n", `retry.initialBackoff: must be a duration such as "500ms" or "30s", got "soon"`},
+		{"name: a\ntopic: t\nhttp: {url: 'http://x/'}\nconcurrency: many\n", "concurrency: must be a whole number"},
+		{"name: a\ntopic: t\nhttp: {url: 'http://x/'}\nconcurrency: 1.5\n", "concurrency: must be a whole number"},
+		{"name: a\ntopic: t\nhttp: {url: 'http://x/', headers: [a]}\n", "http.headers: must be an object"},
+		{"name: a\ntopic: t\nhttp: {url: 'mailto:x'}\n", `http.url: must be an absolute http(s) URL, got "mailto:x"`},
+		{"name: A\ntopic: t\ngo: {}\n", `name: "A" must match [a-z0-9][a-z0-9-]{0,62}`},
+		{"name: a\ntopic: __sluice_handlers\ngo: {}\n", `topic: "__sluice_handlers" is an internal topic`},
+		{"name: a\ntopic: t\ngo: {}\nretry: {mode: topics}\n", "retry.mode: topics needs ordering: none"},
+		{"name: a\ntopic: t\n  bad indent: [\n", "malformed YAML or JSON"},
+		{"", "no handler spec found"},
+		{"name: a\ntopic: t\ngo: {}\n---\nname: b\ntopic: t\ngo: {}\nextra: 1\n", "extra: unknown field (document 2)"},
+	}
+	for _, c := range cases {
+		t.Run(c.want, func(t *testing.T) {
+			_, err := handlers.Parse([]byte(c.in))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	_, err := handlers.Parse([]byte("name: a\ntopic: t\nhttp: {url: 'http://x/', retries: 3}\n"))
+	var fe *handlers.FieldError
+	if !errors.As(err, &fe) || fe.Field != "http.retries" {
+		t.Fatalf("not a FieldError naming http.retries: %#v", err)
+	}
+}
