@@ -449,3 +449,51 @@ func TestFailurePolicyBadInput(t *testing.T) {
 		t.Fatalf("bad input changed the handler: version %d -> %d", hb.Version, ha.Version)
 	}
 }
+
+// In retry mode topics a failing message is parked on delay topics and
+// retried from there, while the messages behind it flow; one that keeps
+// failing is dead-lettered after every stage.
+func TestRetryTopicsParkFailuresWithoutBlocking(t *testing.T) {
+	n := startNode(t)
+	ep := newScripted(t, func(body string, attempt int) (int, http.Header, time.Duration) {
+		switch {
+		case body == "flaky" && attempt <= 5: // fails two stages and the first try of the third
+			return 500, nil, 0
+		case body == "hopeless":
+			return 500, nil, 0
+		}
+		return 200, nil, 0
+	})
+	n.apply(t, fmt.Sprintf(`{"name":"parker","topic":"parking","ordering":"none","concurrency":4,"http":{"url":%q},
+		"breaker":{"disabled":true},
+		"retry":{"mode":"topics","maxAttempts":2,"initialBackoff":"10ms","maxBackoff":"10ms","delays":["1s","2s"]}}`, ep.URL))
+	if code, body := n.do(t, "POST", "/v1/topics/parking/messages", `{"messages":[{"key":"a","value":"flaky"},{"key":"b","value":"hopeless"}]}`); code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	// Both fail their in-place attempts and are parked; a later message is
+	// not held up behind them.
+	testkit.Eventually(t, 20*time.Second, func() bool { return n.handler(t, "parker").Status.Parked >= 2 }, "two parked messages")
+	n.publishN(t, "parking", "later-", 0, 20, 20)
+	testkit.Eventually(t, 20*time.Second, func() bool { return ep.okCount() == 20 }, "the later messages")
+	if ep.attemptsOf("flaky") >= 6 {
+		t.Fatal("the later messages waited for the parked one")
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { return ep.okCount() == 21 }, "the flaky message succeeds from the second delay topic")
+	if got := ep.attemptsOf("flaky"); got != 6 {
+		t.Fatalf("flaky attempted %d times, want 6 (2 in place, 2 after 1s, 2 after 2s)", got)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "parker", "").Total == 1 }, "hopeless dead-lettered")
+	e := n.dlq(t, "parker", "").Entries[0]
+	if e.Attempts != 6 || e.SourceTopic != "parking" || e.SourceOffset < 0 {
+		t.Fatalf("entry %+v: want 6 attempts from topic parking", e)
+	}
+	ep.mu.Lock()
+	ts := ep.times["flaky"]
+	ep.mu.Unlock()
+	if gap := ts[2].Sub(ts[1]); gap < time.Second {
+		t.Fatalf("the first delay topic retried after %s, want at least 1s", gap)
+	}
+	if gap := ts[4].Sub(ts[3]); gap < 2*time.Second {
+		t.Fatalf("the second delay topic retried after %s, want at least 2s", gap)
+	}
+}

@@ -146,7 +146,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		Brokers:        s.a.brokers,
 		SessionTimeout: s.a.cfg.SessionTimeout,
 		Logger:         s.a.log,
-	}, []string{spec.Topic, spec.ReplayTopic()}, spec.Group(), start, func(err error) {
+	}, spec.Topics(), spec.Group(), start, func(err error) {
 		if r != nil {
 			r.SourceError(err)
 		}
@@ -158,6 +158,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		CommitInterval: s.a.cfg.CommitInterval,
 		DrainTimeout:   s.a.cfg.DrainTimeout,
 		DeadLetter:     s.a.dlq,
+		Parker:         s.a.dlq,
 		Logger:         s.a.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -171,8 +172,10 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		// before anything is published.
 		for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 			err := s.a.tc.Ensure(rctx, spec.Topic, 0, nil)
-			if err == nil {
-				err = s.a.tc.Ensure(rctx, spec.ReplayTopic(), 1, nil)
+			for _, t := range spec.Topics()[1:] {
+				if err == nil {
+					err = s.a.tc.Ensure(rctx, t, 1, nil)
+				}
 			}
 			if err == nil {
 				break

@@ -26,3 +26,10 @@ type Failure struct {
 	// Status is the last HTTP status, 0 for none.
 	Status int
 }
+
+// Parker moves a message that used its in-place attempts to a delay topic
+// (retry mode topics), to be retried from there when due. Like
+// DeadLetter, it returns nil only once the message is durably written.
+type Parker interface {
+	Park(ctx context.Context, topic string, m *handlers.Message, stage int, due time.Time, f Failure) error
+}

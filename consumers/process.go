@@ -32,6 +32,11 @@ func (r *Runner) process(ss *session, w *work) {
 		lastErr            error
 		lastStatus         int
 	)
+	stage, prior, firstParked := retryState(&w.msg)
+	if !firstParked.IsZero() {
+		first = firstParked
+	}
+	delivered = prior
 	for {
 		if ss.draining.Load() {
 			return
@@ -87,6 +92,14 @@ func (r *Runner) process(ss *session, w *work) {
 			continue
 		}
 		charged++
+		if charged >= retry.MaxAttempts && retry.Mode == handlers.RetryTopics && stage < len(retry.Delays) && r.opts.Parker != nil {
+			f := Failure{Handler: r.spec.Name, Attempts: delivered, FirstFailure: first, LastFailure: now, Err: lastErr, Status: lastStatus}
+			if r.park(ss, w, stage, f) {
+				return
+			}
+			charged = 0
+			continue
+		}
 		if charged >= retry.MaxAttempts {
 			r.log.Warn("attempts exhausted; dead-lettering", "topic", w.msg.Topic, "partition", w.msg.Partition,
 				"offset", w.msg.Offset, "attempts", charged, "err", err)
@@ -202,11 +215,69 @@ func (r *Runner) deadLetter(ss *session, w *work, f Failure) bool {
 	}
 }
 
-// restoreReplayed gives a message replayed from the dead-letter queue its
-// original coordinates, so the handler sees (and the CloudEvents id names)
-// the message it failed on.
-func restoreReplayed(m *handlers.Message) {
-	v, ok := m.Header(handlers.HeaderReplaySource)
+// park moves w to the next delay topic, retrying the write until it is
+// durable, then marks it finished here; false when draining.
+func (r *Runner) park(ss *session, w *work, stage int, f Failure) bool {
+	topic := r.spec.RetryTopics()[stage]
+	due := time.Now().Add(r.spec.Retry.Delays[stage].D())
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		ctx, cancel := context.WithTimeout(ss.work, 30*time.Second)
+		err := r.opts.Parker.Park(ctx, topic, &w.msg, stage+1, due, f)
+		cancel()
+		if err == nil {
+			r.parked.Add(1)
+			w.p.tr.finish(w.seq)
+			return true
+		}
+		r.log.Error("parking on a delay topic failed; retrying", "topic", topic, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ss.drainCh:
+			return false
+		}
+	}
+}
+
+// retryState reads a parked message's stage, attempts so far and first
+// failure; zeros for a message from the handler's own topic.
+func retryState(m *handlers.Message) (stage, attempts int, first time.Time) {
+	if v, ok := m.Header(handlers.HeaderRetryStage); ok {
+		stage, _ = strconv.Atoi(string(v))
+	}
+	if v, ok := m.Header(handlers.HeaderRetryAttempts); ok {
+		attempts, _ = strconv.Atoi(string(v))
+	}
+	if v, ok := m.Header(handlers.HeaderRetryFirstFailure); ok {
+		first, _ = time.Parse(time.RFC3339Nano, string(v))
+	}
+	return stage, attempts, first
+}
+
+func dueAt(m *handlers.Message) (time.Time, bool) {
+	v, ok := m.Header(handlers.HeaderRetryDue)
+	if !ok {
+		return time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	return sleepCtx(ctx, d)
+}
+
+// restoreSource gives a message replayed from the dead-letter queue, or
+// parked on a delay topic, its original coordinates, so the handler sees
+// (and the CloudEvents id names) the message it failed on.
+func restoreSource(m *handlers.Message) {
+	v, ok := m.Header(handlers.HeaderSource)
 	if !ok {
 		return
 	}

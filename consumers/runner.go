@@ -28,6 +28,9 @@ type Options struct {
 	// DeadLetter receives messages that cannot be handled. Without one,
 	// such messages are retried until they succeed, so nothing is lost.
 	DeadLetter DeadLetterer
+	// Parker moves messages to delay topics in retry mode topics; without
+	// one, that mode dead-letters after the in-place attempts.
+	Parker Parker
 	// Hooks observe the engine for metrics and traces; nil fields are
 	// skipped.
 	Hooks Hooks
@@ -91,6 +94,7 @@ type Runner struct {
 	succeeded    atomic.Uint64
 	failed       atomic.Uint64
 	retried      atomic.Uint64
+	parked       atomic.Uint64
 	deadLettered atomic.Uint64
 	commits      atomic.Uint64
 	commitErr    atomic.Uint64
@@ -346,10 +350,15 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		case <-ctx.Done():
 			return
 		}
+		// A parked message waits on its delay topic until due; those
+		// behind it in the partition are due later still.
+		if due, ok := dueAt(&w.msg); ok && !sleepUntil(ctx, due) {
+			return
+		}
 		r.received.Add(1)
 		p.fetched.Store(w.msg.Offset)
 		w.seq = p.tr.add(w.msg.Offset)
-		restoreReplayed(&w.msg)
+		restoreSource(&w.msg)
 		r.dispatch(ss, w)
 	}
 }
@@ -443,6 +452,7 @@ type Status struct {
 	Failed       uint64            `json:"failed"`
 	Retried      uint64            `json:"retried"`
 	DeadLettered uint64            `json:"deadLettered"`
+	Parked       uint64            `json:"parked,omitempty"`
 	Commits      uint64            `json:"commits"`
 	CommitErrs   uint64            `json:"commitErrors"`
 	Rebalances   uint64            `json:"rebalances"`
@@ -471,6 +481,7 @@ func (r *Runner) Status() Status {
 	st.Failed = r.failed.Load()
 	st.Retried = r.retried.Load()
 	st.DeadLettered = r.deadLettered.Load()
+	st.Parked = r.parked.Load()
 	st.Commits = r.commits.Load()
 	st.CommitErrs = r.commitErr.Load()
 	st.Rebalances = r.rebalances.Load()

@@ -91,7 +91,8 @@ var _ consumers.DeadLetterer = (*Queue)(nil)
 func (q *Queue) DeadLetter(ctx context.Context, topic string, m *handlers.Message, f consumers.Failure) error {
 	hs := make([]kafka.Header, 0, len(m.Headers)+7)
 	for _, h := range m.Headers {
-		if strings.HasPrefix(h.Key, headerPrefix) || h.Key == handlers.HeaderReplaySource || h.Key == handlers.HeaderReplayOf {
+		if strings.HasPrefix(h.Key, headerPrefix) || strings.HasPrefix(h.Key, "sluice-retry-") ||
+			h.Key == handlers.HeaderSource || h.Key == handlers.HeaderReplayOf {
 			continue
 		}
 		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
@@ -429,7 +430,7 @@ func (q *Queue) Replay(ctx context.Context, handler, dlqTopic, replayTopic strin
 				}
 			}
 			hs = append(hs,
-				kafka.Header{Key: handlers.HeaderReplaySource, Value: []byte(fmt.Sprintf("%s/%d/%d", e.SourceTopic, e.SourcePartition, e.SourceOffset))},
+				kafka.Header{Key: handlers.HeaderSource, Value: []byte(fmt.Sprintf("%s/%d/%d", e.SourceTopic, e.SourcePartition, e.SourceOffset))},
 				kafka.Header{Key: handlers.HeaderReplayOf, Value: []byte(e.ID)},
 			)
 			value := e.raw.Value
@@ -489,4 +490,35 @@ func (q *Queue) Count(ctx context.Context, handler, topic string) (map[string]in
 		out[e.State]++
 	}
 	return out, nil
+}
+
+// The queue also parks messages on delay topics.
+var _ consumers.Parker = (*Queue)(nil)
+
+// Park writes m to the delay topic of stage (1-based), due at due, keeping
+// its original coordinates and the attempts so far.
+func (q *Queue) Park(ctx context.Context, topic string, m *handlers.Message, stage int, due time.Time, f consumers.Failure) error {
+	hs := make([]kafka.Header, 0, len(m.Headers)+5)
+	for _, h := range m.Headers {
+		switch h.Key {
+		case handlers.HeaderSource, handlers.HeaderRetryStage, handlers.HeaderRetryDue, handlers.HeaderRetryAttempts, handlers.HeaderRetryFirstFailure:
+			continue
+		}
+		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	hs = append(hs,
+		kafka.Header{Key: handlers.HeaderSource, Value: []byte(m.ID())},
+		kafka.Header{Key: handlers.HeaderRetryStage, Value: []byte(strconv.Itoa(stage))},
+		kafka.Header{Key: handlers.HeaderRetryDue, Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))},
+		kafka.Header{Key: handlers.HeaderRetryAttempts, Value: []byte(strconv.Itoa(f.Attempts))},
+		kafka.Header{Key: handlers.HeaderRetryFirstFailure, Value: []byte(f.FirstFailure.UTC().Format(time.RFC3339Nano))},
+	)
+	value := m.Value
+	if value == nil {
+		value = []byte{}
+	}
+	if _, err := q.tc.Produce(ctx, topic, []topics.Record{{Key: m.Key, Value: value, Headers: hs, Partition: -1}}); err != nil {
+		return fmt.Errorf("parking %s on %s: %w", m.ID(), topic, err)
+	}
+	return nil
 }

@@ -97,11 +97,20 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// Headers Sluice sets on a message it replays from a dead-letter queue.
+// Headers Sluice sets on a message it moves to one of a handler's own
+// topics: a replay from the dead-letter queue, or a delay topic.
 const (
-	// HeaderReplaySource is the replayed message's original
-	// topic/partition/offset.
-	HeaderReplaySource = "sluice-replay-source"
+	// HeaderSource is the message's original topic/partition/offset; the
+	// handler sees those coordinates, not the internal topic's.
+	HeaderSource = "sluice-source"
 	// HeaderReplayOf is the id of the dead-letter entry replayed.
 	HeaderReplayOf = "sluice-replay-of"
+	// HeaderRetryStage is which delay topic (1-based) holds the message.
+	HeaderRetryStage = "sluice-retry-stage"
+	// HeaderRetryDue is when (Unix milliseconds) a parked message is due.
+	HeaderRetryDue = "sluice-retry-due"
+	// HeaderRetryAttempts counts the attempts made before parking.
+	HeaderRetryAttempts = "sluice-retry-attempts"
+	// HeaderRetryFirstFailure is the first failure's time (RFC 3339).
+	HeaderRetryFirstFailure = "sluice-retry-first-failure"
 )

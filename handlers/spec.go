@@ -239,3 +239,22 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // ReplayTopic is the handler's own topic for messages replayed from its
 // dead-letter queue; only this handler consumes it.
 func (s *Spec) ReplayTopic() string { return "__sluice." + s.Name + ".replay" }
+
+// RetryTopics are the handler's delay topics in retry mode topics, one per
+// delay, in order.
+func (s *Spec) RetryTopics() []string {
+	if s.Retry == nil || s.Retry.Mode != RetryTopics {
+		return nil
+	}
+	out := make([]string, len(s.Retry.Delays))
+	for i, d := range s.Retry.Delays {
+		out[i] = fmt.Sprintf("__sluice.%s.retry.%d.%s", s.Name, i+1, d.D())
+	}
+	return out
+}
+
+// Topics are all the topics the handler consumes: its own, its replay
+// topic and its delay topics.
+func (s *Spec) Topics() []string {
+	return append([]string{s.Topic, s.ReplayTopic()}, s.RetryTopics()...)
+}
