@@ -29,6 +29,7 @@ func addClientCommands(root *cobra.Command, env Env) {
 		newHandlerCmd(env, conn),
 		newPublishCmd(env, conn),
 		newTopicsCmd(env, conn),
+		newDLQCmd(env, conn),
 	)
 }
 

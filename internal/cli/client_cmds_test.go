@@ -180,7 +180,6 @@ func TestYAMLQuotesWhatWouldChangeType(t *testing.T) {
 		"  topic: t\n" +
 		"  http:\n" +
 		"    url: http://svc/\n" +
-		"    timeout: 30s\n" +
 		"    headers:\n" +
 		"      a-bool: \"true\"\n" +
 		"      b-num: \"123\"\n" +
@@ -193,6 +192,21 @@ func TestYAMLQuotesWhatWouldChangeType(t *testing.T) {
 		"  ordering: key\n" +
 		"  concurrency: 16\n" +
 		"  startFrom: earliest\n" +
+		"  timeout: 30s\n" +
+		"  retry:\n" +
+		"    maxAttempts: 5\n" +
+		"    initialBackoff: 200ms\n" +
+		"    maxBackoff: 1m0s\n" +
+		"    multiplier: 2\n" +
+		"    jitter: full\n" +
+		"    mode: inPlace\n" +
+		"  breaker:\n" +
+		"    failureRatio: 0.5\n" +
+		"    minRequests: 20\n" +
+		"    openFor: 30s\n" +
+		"    window: 10s\n" +
+		"  deadLetter:\n" +
+		"    topic: tricky.dlq\n" +
 		"paused: false\n" +
 		"version: 1\n" +
 		"updatedAt: \"2026-03-01T12:00:00Z\"\n"

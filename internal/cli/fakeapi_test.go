@@ -7,13 +7,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/cli"
 	"github.com/sluicehq/sluice/topics"
@@ -31,9 +34,14 @@ type fakeAPI struct {
 	// publishLimit, if not 0, fails with 503 a publish that would take a
 	// topic past this many messages.
 	publishLimit int
-	reqs         []fakeRequest
+	// deadLetters holds each handler's dead-letter entries, newest first,
+	// with their payloads; listings leave the payloads out.
+	deadLetters map[string][]dlq.Entry
+	reqs        []fakeRequest
 }
 
+// fakeRequest is one request the fake received. Path is the escaped path
+// followed, when there is a query, by "?" and the raw query.
 type fakeRequest struct {
 	Method, Path, Body string
 }
@@ -43,9 +51,10 @@ var fakeTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func newFakeAPI(t *testing.T) *fakeAPI {
 	t.Helper()
 	f := &fakeAPI{
-		handlers:  map[string]api.Handler{},
-		topics:    map[string]topics.Info{},
-		published: map[string][]api.PublishMessage{},
+		handlers:    map[string]api.Handler{},
+		topics:      map[string]topics.Info{},
+		published:   map[string][]api.PublishMessage{},
+		deadLetters: map[string][]dlq.Entry{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/handlers/{name}", f.putHandler)
@@ -117,12 +126,17 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		f.topics[req.Name] = topics.Info{Name: req.Name, Partitions: req.Partitions}
 		reply(w, 201, f.topics[req.Name])
 	})
+	f.addDLQRoutes(mux)
 
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(strings.NewReader(string(b)))
 		f.mu.Lock()
-		f.reqs = append(f.reqs, fakeRequest{r.Method, r.URL.EscapedPath(), string(b)})
+		path := r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			path += "?" + r.URL.RawQuery
+		}
+		f.reqs = append(f.reqs, fakeRequest{r.Method, path, string(b)})
 		f.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	}))
@@ -195,6 +209,165 @@ func (f *fakeAPI) publish(w http.ResponseWriter, r *http.Request) {
 		resp.Results = append(resp.Results, topics.Produced{Partition: p, Offset: off})
 	}
 	reply(w, 200, resp)
+}
+
+// addDLQRoutes serves the dead-letter routes of a registered handler the
+// way api/dlq.go does: the same parameters, checks and status codes.
+func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) {
+			q := r.URL.Query()
+			var fl dlq.Filter
+			for _, p := range []struct {
+				name   string
+				dst    *int
+				lo, hi int
+			}{{"limit", &fl.Limit, 1, 1000}, {"offset", &fl.Offset, 0, 1 << 30}} {
+				if v := q.Get(p.name); v != "" {
+					n, err := strconv.Atoi(v)
+					if err != nil || n < p.lo || n > p.hi {
+						reply(w, 400, api.Error{Error: fmt.Sprintf("must be a whole number from %d to %d, got %q", p.lo, p.hi, v), Field: p.name})
+						return
+					}
+					*p.dst = n
+				}
+			}
+			for _, p := range []struct {
+				name string
+				dst  *time.Time
+			}{{"since", &fl.Since}, {"until", &fl.Until}} {
+				if v := q.Get(p.name); v != "" {
+					t, err := time.Parse(time.RFC3339, v)
+					if err != nil {
+						reply(w, 400, api.Error{Error: "must be an RFC 3339 time", Field: p.name})
+						return
+					}
+					*p.dst = t
+				}
+			}
+			if fl.Limit == 0 {
+				fl.Limit = 50
+			}
+			needle := strings.ToLower(q.Get("error"))
+			var match []dlq.Entry
+			for _, e := range f.deadLetters[h.Name] {
+				switch {
+				case needle != "" && !strings.Contains(strings.ToLower(e.Error), needle):
+				case !fl.Since.IsZero() && e.LastFailure.Before(fl.Since):
+				case !fl.Until.IsZero() && e.LastFailure.After(fl.Until):
+				case q.Get("state") != "" && e.State != q.Get("state"):
+				default:
+					e.Value, e.ValueBase64, e.Headers = nil, "", nil
+					match = append(match, e)
+				}
+			}
+			p := dlq.Page{Entries: []dlq.Entry{}, Total: len(match)}
+			if fl.Offset < len(match) {
+				end := min(len(match), fl.Offset+fl.Limit)
+				p.Entries = match[fl.Offset:end]
+				if end < len(match) {
+					p.Next = end
+				}
+			}
+			reply(w, 200, p)
+		})
+	})
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) {
+			i := f.deadLetterIndex(w, h.Name, r.PathValue("id"))
+			if i >= 0 {
+				reply(w, 200, f.deadLetters[h.Name][i])
+			}
+		})
+	})
+	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) {
+			if i := f.deadLetterIndex(w, h.Name, r.PathValue("id")); i >= 0 {
+				f.markDeadLetters(h.Name, []int{i}, dlq.StateDiscarded)
+				reply(w, 200, api.PurgeResponse{Discarded: 1})
+			}
+		})
+	})
+	mux.HandleFunc("POST /v1/handlers/{name}/dlq/{action}", func(w http.ResponseWriter, r *http.Request) {
+		action := r.PathValue("action")
+		if action != "replay" && action != "purge" {
+			reply(w, 404, api.Error{Error: "no such action"})
+			return
+		}
+		var sel dlq.Selection
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&sel); err != nil {
+			reply(w, 400, api.Error{Error: err.Error()})
+			return
+		}
+		if sel.All == (len(sel.IDs) > 0) {
+			reply(w, 400, api.Error{Error: `name the entries: {"ids": ["3-1042", ...]} or {"all": true}`, Field: "ids"})
+			return
+		}
+		f.withHandler(w, r, func(h *api.Handler) {
+			var idx []int
+			if sel.All {
+				for i, e := range f.deadLetters[h.Name] {
+					if e.State == dlq.StateDead {
+						idx = append(idx, i)
+					}
+				}
+			}
+			for _, id := range sel.IDs {
+				i := f.deadLetterIndex(w, h.Name, id)
+				if i < 0 {
+					return // nothing is marked
+				}
+				if !slices.Contains(idx, i) {
+					idx = append(idx, i)
+				}
+			}
+			if action == "replay" {
+				f.markDeadLetters(h.Name, idx, dlq.StateReplayed)
+				reply(w, 200, api.ReplayResponse{Replayed: len(idx)})
+				return
+			}
+			f.markDeadLetters(h.Name, idx, dlq.StateDiscarded)
+			reply(w, 200, api.PurgeResponse{Discarded: len(idx)})
+		})
+	})
+}
+
+// deadLetterIndex returns where entry id of handler is, or answers 404 and
+// returns -1. The caller holds f.mu.
+func (f *fakeAPI) deadLetterIndex(w http.ResponseWriter, handler, id string) int {
+	i := slices.IndexFunc(f.deadLetters[handler], func(e dlq.Entry) bool { return e.ID == id })
+	if i < 0 {
+		reply(w, 404, api.Error{Error: fmt.Sprintf("dead-letter entry not found: %q", id)})
+	}
+	return i
+}
+
+// markDeadLetters moves the entries at idx to state. The caller holds f.mu.
+func (f *fakeAPI) markDeadLetters(handler string, idx []int, state string) {
+	for _, i := range idx {
+		f.deadLetters[handler][i].State = state
+		f.deadLetters[handler][i].StateChangedAt = fakeTime
+	}
+}
+
+// setDeadLetters replaces handler's dead-letter entries (newest first).
+func (f *fakeAPI) setDeadLetters(handler string, es []dlq.Entry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadLetters[handler] = slices.Clone(es)
+}
+
+// deadLetterStates returns the state of each of handler's entries by id.
+func (f *fakeAPI) deadLetterStates(handler string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for _, e := range f.deadLetters[handler] {
+		out[e.ID] = e.State
+	}
+	return out
 }
 
 func reply(w http.ResponseWriter, status int, v any) {

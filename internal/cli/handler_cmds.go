@@ -216,9 +216,6 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	case s.HTTP != nil:
 		row("Invoker", "http")
 		row("URL", s.HTTP.URL)
-		if s.HTTP.Timeout != 0 {
-			row("Timeout", s.HTTP.Timeout.D())
-		}
 		if len(s.HTTP.Headers) > 0 {
 			keys := make([]string, 0, len(s.HTTP.Headers))
 			for k := range s.HTTP.Headers {
@@ -237,6 +234,18 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	row("Ordering", s.Ordering)
 	row("Concurrency", s.Concurrency)
 	row("Start from", s.StartFrom)
+	if t := s.InvocationTimeout(); t > 0 {
+		row("Timeout", t)
+	}
+	if r := s.Retry; r != nil {
+		row("Retry", fmt.Sprintf("%d attempts, backoff %s to %s x%g, %s jitter, %s", r.MaxAttempts, r.InitialBackoff.D(), r.MaxBackoff.D(), r.Multiplier, r.Jitter, r.Mode))
+	}
+	if s.RateLimit > 0 {
+		row("Rate limit", fmt.Sprintf("%g/s", s.RateLimit))
+	}
+	if s.DeadLetter != nil {
+		row("Dead letters", s.DeadLetter.Topic)
+	}
 	row("Paused", h.Paused)
 	row("Version", h.Version)
 	if !h.UpdatedAt.IsZero() {
@@ -244,11 +253,16 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	}
 	row("State", state(h))
 	if st := h.Status; st != nil {
+		if st.Breaker != nil {
+			row("Breaker", breakerState(st.Breaker))
+		}
 		row("Lag", st.Lag)
 		row("In flight", fmt.Sprintf("%d of %d", st.InFlight, st.Limit))
 		row("Received", st.Received)
 		row("Succeeded", st.Succeeded)
 		row("Failed", st.Failed)
+		row("Retried", st.Retried)
+		row("Dead-lettered", st.DeadLettered)
 		row("Commits", fmt.Sprintf("%d (%d failed)", st.Commits, st.CommitErrs))
 		if st.LastError != "" {
 			row("Last error", st.LastError)
@@ -269,6 +283,20 @@ func describeHandler(w io.Writer, h api.Handler) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", p.Partition, offset(p.Committed), offset(p.Fetched), p.Pending)
 	}
 	return tw.Flush()
+}
+
+// breakerState is the Breaker row: "open (since 2026-03-01T12:00:00Z,
+// opened 3 times)", or "disabled". The time is left out until the breaker
+// has changed state.
+func breakerState(b *consumers.BreakerStatus) string {
+	if b.State == "disabled" {
+		return b.State
+	}
+	var since string
+	if !b.ChangedAt.IsZero() {
+		since = "since " + b.ChangedAt.UTC().Format(time.RFC3339) + ", "
+	}
+	return fmt.Sprintf("%s (%sopened %d %s)", b.State, since, b.Opened, plural(int(b.Opened), "time", "times"))
 }
 
 // offset shows an offset, or "-" for Kafka's negative "none yet" values.

@@ -30,8 +30,8 @@ startFrom: latest
 
 // The bodies the two specs must be sent as: normalized, defaults filled in.
 var twoSpecBodies = []string{
-	`{"name":"orders-audit","topic":"orders","http":{"url":"http://audit.internal/hook","timeout":"30s","headers":{"x-team":"payments"}},"ordering":"key","concurrency":16,"startFrom":"earliest"}`,
-	`{"name":"orders-mail","topic":"orders","go":{},"ordering":"partition","concurrency":4,"startFrom":"latest"}`,
+	`{"name":"orders-audit","topic":"orders","http":{"url":"http://audit.internal/hook","headers":{"x-team":"payments"}},"ordering":"key","concurrency":16,"startFrom":"earliest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-audit.dlq"}}`,
+	`{"name":"orders-mail","topic":"orders","go":{},"ordering":"partition","concurrency":4,"startFrom":"latest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-mail.dlq"}}`,
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -206,7 +206,7 @@ func TestHandlerList(t *testing.T) {
 	}
 
 	r = run(t, f.URL, "", "handler", "list", "-o", "yaml")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "handlers:\n  - name: orders-audit\n    spec:\n      name: orders-audit\n      topic: orders\n      http:\n        url: http://audit.internal/hook\n        timeout: 30s\n") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "handlers:\n  - name: orders-audit\n    spec:\n      name: orders-audit\n      topic: orders\n      http:\n        url: http://audit.internal/hook\n") {
 		t.Errorf("-o yaml:\n%s", r.stdout)
 	}
 }
@@ -229,26 +229,30 @@ func TestHandlerGet(t *testing.T) {
 
 	r := run(t, f.URL, "", "handler", "get", "orders-audit")
 	want := "" +
-		"Name:          orders-audit\n" +
-		"Topic:         orders\n" +
-		"Group:         sluice.orders-audit\n" +
-		"Invoker:       http\n" +
-		"URL:           http://audit.internal/hook\n" +
-		"Timeout:       30s\n" +
-		"Headers:       x-team=payments\n" +
-		"Ordering:      key\n" +
-		"Concurrency:   16\n" +
-		"Start from:    earliest\n" +
-		"Paused:        false\n" +
-		"Version:       1\n" +
-		"Updated:       2026-03-01T12:00:00Z\n" +
-		"State:         running\n" +
-		"Lag:           42\n" +
-		"In flight:     2 of 16\n" +
-		"Received:      9\n" +
-		"Succeeded:     0\n" +
-		"Failed:        1\n" +
-		"Commits:       0 (0 failed)\n" +
+		"Name:            orders-audit\n" +
+		"Topic:           orders\n" +
+		"Group:           sluice.orders-audit\n" +
+		"Invoker:         http\n" +
+		"URL:             http://audit.internal/hook\n" +
+		"Headers:         x-team=payments\n" +
+		"Ordering:        key\n" +
+		"Concurrency:     16\n" +
+		"Start from:      earliest\n" +
+		"Timeout:         30s\n" +
+		"Retry:           5 attempts, backoff 200ms to 1m0s x2, full jitter, inPlace\n" +
+		"Dead letters:    orders-audit.dlq\n" +
+		"Paused:          false\n" +
+		"Version:         1\n" +
+		"Updated:         2026-03-01T12:00:00Z\n" +
+		"State:           running\n" +
+		"Lag:             42\n" +
+		"In flight:       2 of 16\n" +
+		"Received:        9\n" +
+		"Succeeded:       0\n" +
+		"Failed:          1\n" +
+		"Retried:         0\n" +
+		"Dead-lettered:   0\n" +
+		"Commits:         0 (0 failed)\n" +
 		"\n" +
 		"PARTITION   COMMITTED   FETCHED   PENDING\n" +
 		"0           5           7         2\n" +
@@ -273,9 +277,11 @@ func TestHandlerGet(t *testing.T) {
 			if err != nil {
 				t.Fatalf("output does not read back as an api.Handler: %v\n%s", err, r.stdout)
 			}
+			spec := handlers.Spec{Name: "orders-mail", Topic: "orders", Go: &handlers.GoSpec{}, Ordering: "partition", Concurrency: 4, StartFrom: "latest"}
+			spec.Normalize()
 			want := api.Handler{
 				Name:      "orders-mail",
-				Spec:      handlers.Spec{Name: "orders-mail", Topic: "orders", Go: &handlers.GoSpec{}, Ordering: "partition", Concurrency: 4, StartFrom: "latest"},
+				Spec:      spec,
 				Paused:    true,
 				Version:   2,
 				UpdatedAt: fakeTime,
