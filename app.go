@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,8 +25,10 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/dashboard"
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/topics"
 )
@@ -68,6 +71,10 @@ type App struct {
 	ready     chan struct{}
 	sup       *supervisor
 	startedAt time.Time
+	nodeID    string
+	tel       *metrics.Telemetry
+	sampler   *metrics.Sampler
+	instr     *metrics.Instruments
 }
 
 type goHandler struct {
@@ -177,13 +184,35 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http-addr %s: %w", a.cfg.HTTPAddr, err)
 	}
+	nodeID := nodeName(ln.Addr().String())
+	tel, err := metrics.Setup(ctx, nodeID)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("setting up telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 	a.mu.Lock()
 	a.brokers, a.tc, a.reg, a.dlq, a.httpAddr, a.startedAt = brokers, tc, reg, dq, ln.Addr().String(), time.Now()
+	a.nodeID, a.tel = nodeID, tel
 	a.sup = newSupervisor(a)
+	a.sampler = metrics.NewSampler(tc, a.targets, a.cfg.SampleInterval)
 	a.mu.Unlock()
+	instr, err := metrics.NewInstruments(tel, a.sampler, a.targets)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("creating instruments: %w", err)
+	}
+	a.instr = instr
 
 	srv := &http.Server{
-		Handler:           api.NewServer(a, api.ServerConfig{MaxPublishBytes: a.cfg.MaxPublishBytes, Logger: a.log}),
+		Handler: api.NewServer(a, api.ServerConfig{
+			MaxPublishBytes: a.cfg.MaxPublishBytes, Logger: a.log, Propagator: tel.Propagator,
+			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	var wg sync.WaitGroup
@@ -208,6 +237,11 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = dq.Run(regCtx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.sampler.Run(regCtx)
+	}()
 	supDone := make(chan struct{})
 	go func() {
 		defer close(supDone)
@@ -225,4 +259,24 @@ func (a *App) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("stopped")
 	return nil
+}
+
+// nodeName identifies this node in a fleet: host name and API port.
+func nodeName(httpAddr string) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "sluice"
+	}
+	_, port, _ := net.SplitHostPort(httpAddr)
+	return host + ":" + port
+}
+
+// targets lists every registered handler with this node's runner of it.
+func (a *App) targets() []metrics.Target {
+	es := a.reg.List()
+	out := make([]metrics.Target, len(es))
+	for i, e := range es {
+		out[i] = metrics.Target{Spec: e.Spec, Paused: e.Paused, Runner: a.sup.runner(e.Spec.Name)}
+	}
+	return out
 }

@@ -163,7 +163,13 @@ func (a *App) SetPaused(ctx context.Context, name string, paused bool) (api.Hand
 
 // Publish implements api.Backend.
 func (a *App) Publish(ctx context.Context, topic string, recs []topics.Record) ([]topics.Produced, error) {
-	return a.tc.Produce(ctx, topic, recs)
+	ctx, span := a.tracePublish(ctx, topic, recs)
+	defer span.End()
+	res, err := a.tc.Produce(ctx, topic, recs)
+	if err != nil {
+		span.RecordError(err)
+	}
+	return res, err
 }
 
 // ListTopics implements api.Backend.

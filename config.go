@@ -38,6 +38,9 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drainTimeout"`
 	// MaxPublishBytes bounds one publish request body. Default 8 MiB.
 	MaxPublishBytes int64 `yaml:"maxPublishBytes"`
+	// SampleInterval is how often each handler's rates, latencies and lag
+	// are sampled for the dashboard and the lag metrics. Default 5s.
+	SampleInterval time.Duration `yaml:"sampleInterval"`
 }
 
 // DefaultConfig returns the defaults, in one place.
@@ -52,6 +55,7 @@ func DefaultConfig() Config {
 		CommitInterval:    time.Second,
 		DrainTimeout:      20 * time.Second,
 		MaxPublishBytes:   8 << 20,
+		SampleInterval:    5 * time.Second,
 	}
 }
 
@@ -83,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPublishBytes == 0 {
 		c.MaxPublishBytes = d.MaxPublishBytes
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = d.SampleInterval
 	}
 	return c
 }
@@ -117,6 +124,9 @@ func (c Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain-timeout: must not be negative, got %s", c.DrainTimeout)
 	}
+	if c.SampleInterval < 100*time.Millisecond {
+		return fmt.Errorf("sample-interval: must be at least 100ms, got %s", c.SampleInterval)
+	}
 	if c.MaxPublishBytes < 1024 {
 		return fmt.Errorf("max-publish-bytes: must be at least 1024, got %d", c.MaxPublishBytes)
 	}
@@ -141,6 +151,9 @@ func WithHTTPAddr(addr string) Option { return func(a *App) { a.cfg.HTTPAddr = a
 
 // WithKafkaAddr overrides Config.KafkaAddr.
 func WithKafkaAddr(addr string) Option { return func(a *App) { a.cfg.KafkaAddr = addr } }
+
+// WithSampleInterval overrides Config.SampleInterval.
+func WithSampleInterval(d time.Duration) Option { return func(a *App) { a.cfg.SampleInterval = d } }
 
 // WithLogger sets the logger. Default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }

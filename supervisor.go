@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
@@ -144,6 +146,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 	}
 	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{
 		Brokers:        s.a.brokers,
+		Dialer:         &kafka.Dialer{ClientID: s.a.nodeID, Timeout: 10 * time.Second, DualStack: true},
 		SessionTimeout: s.a.cfg.SessionTimeout,
 		Logger:         s.a.log,
 	}, spec.Topics(), spec.Group(), start, func(err error) {
@@ -159,6 +162,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		DrainTimeout:   s.a.cfg.DrainTimeout,
 		DeadLetter:     s.a.dlq,
 		Parker:         s.a.dlq,
+		Hooks:          s.a.instr.Hooks(spec),
 		Logger:         s.a.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

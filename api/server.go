@@ -10,10 +10,13 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
@@ -38,6 +41,10 @@ type Backend interface {
 	GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry, error)
 	ReplayDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
 	DiscardDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
+
+	Overview(ctx context.Context) Overview
+	Series(ctx context.Context, name string, d time.Duration) (Series, error)
+	Partitions(ctx context.Context, name string) (PartitionList, error)
 }
 
 // Errors a Backend returns that map to HTTP statuses.
@@ -53,6 +60,14 @@ type ServerConfig struct {
 	// MaxSpecBytes bounds a handler spec body. Default 1 MiB.
 	MaxSpecBytes int64
 	Logger       *slog.Logger
+	// Propagator extracts the trace context of incoming requests; nil
+	// ignores it.
+	Propagator propagation.TextMapPropagator
+	// Metrics, if set, serves GET /metrics.
+	Metrics http.Handler
+	// UI, if set, serves the dashboard at / (every path the API does not
+	// own).
+	UI http.Handler
 }
 
 // NewServer returns the API's http.Handler.
@@ -84,6 +99,18 @@ func NewServer(b Backend, cfg ServerConfig) http.Handler {
 	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", s.discardOne)
 	mux.HandleFunc("POST /v1/handlers/{name}/dlq/replay", s.dlqAction(true))
 	mux.HandleFunc("POST /v1/handlers/{name}/dlq/purge", s.dlqAction(false))
+	mux.HandleFunc("GET /v1/overview", s.overview)
+	mux.HandleFunc("GET /v1/handlers/{name}/series", s.series)
+	mux.HandleFunc("GET /v1/handlers/{name}/partitions", s.partitions)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no API route %s %s", r.Method, r.URL.Path))
+	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.UI != nil {
+		mux.Handle("/", cfg.UI)
+	}
 	s.mux = mux
 	return s
 }
@@ -101,7 +128,41 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusInternalServerError, fmt.Errorf("internal error"))
 		}
 	}()
+	if s.cfg.Propagator != nil {
+		r = r.WithContext(s.cfg.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+func (s *server) overview(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.b.Overview(r.Context()))
+}
+
+func (s *server) series(w http.ResponseWriter, r *http.Request) {
+	d := 15 * time.Minute
+	if v := r.URL.Query().Get("minutes"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 60 {
+			writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "minutes", Msg: fmt.Sprintf("must be a whole number from 1 to 60, got %q", v)})
+			return
+		}
+		d = time.Duration(n) * time.Minute
+	}
+	out, err := s.b.Series(r.Context(), r.PathValue("name"), d)
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) partitions(w http.ResponseWriter, r *http.Request) {
+	out, err := s.b.Partitions(r.Context(), r.PathValue("name"))
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

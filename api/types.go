@@ -81,3 +81,87 @@ type Health struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks,omitempty"`
 }
+
+// Overview is GET /v1/overview: every handler at a glance, as the dashboard
+// and `sluice status` show it. Rates are per second over the last sample
+// interval; latencies are of invocations finished in it.
+type Overview struct {
+	Node     NodeInfo          `json:"node"`
+	Handlers []HandlerOverview `json:"handlers"`
+}
+
+// NodeInfo describes the node that answered.
+type NodeInfo struct {
+	ID        string    `json:"id"`
+	Brokers   []string  `json:"brokers"`
+	Embedded  bool      `json:"embedded"`
+	StartedAt time.Time `json:"startedAt"`
+	Version   string    `json:"version"`
+}
+
+// HandlerOverview is one row of the overview.
+type HandlerOverview struct {
+	Name    string `json:"name"`
+	Topic   string `json:"topic"`
+	Invoker string `json:"invoker"` // the URL, or "go"
+	// State is running, paused, breaker-open, starting, error or unavailable.
+	State        string  `json:"state"`
+	Paused       bool    `json:"paused"`
+	BreakerState string  `json:"breakerState"`
+	RateIn       float64 `json:"rateIn"`
+	RateOut      float64 `json:"rateOut"`
+	ErrorRate    float64 `json:"errorRate"` // failed invocations per second
+	P50Ms        float64 `json:"p50Ms"`
+	P99Ms        float64 `json:"p99Ms"`
+	Lag          int64   `json:"lag"`
+	// OldestAgeSeconds is the age of the oldest message not yet processed
+	// (0 when there is no lag).
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+	ConcurrencyLimit int     `json:"concurrencyLimit"`
+	InFlight         int     `json:"inFlight"`
+	DeadLettered     uint64  `json:"deadLettered"`
+	Succeeded        uint64  `json:"succeeded"`
+	Failed           uint64  `json:"failed"`
+}
+
+// Series is GET /v1/handlers/{name}/series: this node's samples of a
+// handler, oldest first, one per IntervalSeconds, for the last 15 minutes
+// or more.
+type Series struct {
+	IntervalSeconds float64       `json:"intervalSeconds"`
+	Points          []SeriesPoint `json:"points"`
+}
+
+// SeriesPoint is one sample.
+type SeriesPoint struct {
+	Time             time.Time `json:"t"`
+	RateIn           float64   `json:"rateIn"`
+	RateOut          float64   `json:"rateOut"`
+	ErrorRate        float64   `json:"errorRate"`
+	P50Ms            float64   `json:"p50Ms"`
+	P99Ms            float64   `json:"p99Ms"`
+	Lag              int64     `json:"lag"`
+	OldestAgeSeconds float64   `json:"oldestAgeSeconds"`
+	ConcurrencyLimit int       `json:"concurrencyLimit"`
+	InFlight         int       `json:"inFlight"`
+}
+
+// PartitionList is GET /v1/handlers/{name}/partitions: every partition of
+// the handler's topics across the fleet.
+type PartitionList struct {
+	Partitions []PartitionInfo `json:"partitions"`
+}
+
+// PartitionInfo is one partition of a handler's topic.
+type PartitionInfo struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	// Owner is the fleet member consuming it ("" when unassigned).
+	Owner     string `json:"owner"`
+	Committed int64  `json:"committed"` // -1 when nothing is committed
+	LogStart  int64  `json:"logStart"`
+	LogEnd    int64  `json:"logEnd"`
+	Lag       int64  `json:"lag"`
+	// InFlight and Pending are known for partitions this node owns.
+	Pending int `json:"pending"`
+}

@@ -44,6 +44,8 @@ type Hooks struct {
 	// Invoke wraps one invocation: it may add to ctx (a span) and returns a
 	// function called with the outcome.
 	Invoke func(ctx context.Context, m *handlers.Message) (context.Context, func(err error, d time.Duration))
+	// Commit is told of every offset commit and its outcome.
+	Commit func(d time.Duration, err error)
 }
 
 func (o Options) withDefaults(concurrency int) Options {
@@ -95,6 +97,7 @@ type Runner struct {
 	failed       atomic.Uint64
 	retried      atomic.Uint64
 	parked       atomic.Uint64
+	replayed     atomic.Uint64
 	deadLettered atomic.Uint64
 	commits      atomic.Uint64
 	commitErr    atomic.Uint64
@@ -290,7 +293,12 @@ func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error
 	if len(offsets) == 0 {
 		return nil
 	}
-	if err := ss.src.Commit(ctx, offsets); err != nil {
+	start := time.Now()
+	err := ss.src.Commit(ctx, offsets)
+	if r.opts.Hooks.Commit != nil {
+		r.opts.Hooks.Commit(time.Since(start), err)
+	}
+	if err != nil {
 		r.commitErr.Add(1)
 		return err
 	}
@@ -358,6 +366,9 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		r.received.Add(1)
 		p.fetched.Store(w.msg.Offset)
 		w.seq = p.tr.add(w.msg.Offset)
+		if _, ok := w.msg.Header(handlers.HeaderReplayOf); ok {
+			r.replayed.Add(1)
+		}
 		restoreSource(&w.msg)
 		r.dispatch(ss, w)
 	}
@@ -453,6 +464,7 @@ type Status struct {
 	Retried      uint64            `json:"retried"`
 	DeadLettered uint64            `json:"deadLettered"`
 	Parked       uint64            `json:"parked,omitempty"`
+	Replayed     uint64            `json:"replayed"`
 	Commits      uint64            `json:"commits"`
 	CommitErrs   uint64            `json:"commitErrors"`
 	Rebalances   uint64            `json:"rebalances"`
@@ -482,6 +494,7 @@ func (r *Runner) Status() Status {
 	st.Retried = r.retried.Load()
 	st.DeadLettered = r.deadLettered.Load()
 	st.Parked = r.parked.Load()
+	st.Replayed = r.replayed.Load()
 	st.Commits = r.commits.Load()
 	st.CommitErrs = r.commitErr.Load()
 	st.Rebalances = r.rebalances.Load()

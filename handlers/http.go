@@ -2,8 +2,8 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // CloudEvents and Sluice request headers set by the HTTP invoker.
@@ -27,6 +29,8 @@ const (
 
 // maxErrorBody bounds how much of a failed response is kept in the error.
 const maxErrorBody = 512
+
+var traceContext = propagation.TraceContext{}
 
 // HTTPInvoker POSTs each message to an endpoint in CloudEvents binary mode:
 // the body is the message value, ce-* headers carry the event attributes,
@@ -71,6 +75,9 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 		req.Header[k] = v
 	}
 	setEventHeaders(req.Header, m)
+	// The consumer span's context, when there is one, replaces whatever
+	// traceparent the message carried.
+	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -1,0 +1,97 @@
+// Package metrics is Sluice's telemetry: one OpenTelemetry meter provider
+// with a Prometheus exporter (GET /metrics) and, when the standard
+// OTEL_EXPORTER_OTLP_* variables are set, OTLP export of metrics and
+// traces; the per-handler instruments; the consumer spans; and the short
+// in-memory history the dashboard draws.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Telemetry holds a node's providers. Create it with Setup; Shutdown flushes
+// and stops the exporters.
+type Telemetry struct {
+	Meter      metric.Meter
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+	// MetricsHandler serves the Prometheus exposition.
+	MetricsHandler http.Handler
+
+	mp *sdkmetric.MeterProvider
+	tp *sdktrace.TracerProvider
+}
+
+// OTLPConfigured reports whether the environment asks for OTLP export of
+// signal ("METRICS" or "TRACES").
+func OTLPConfigured(signal string) bool {
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
+}
+
+// Setup builds the providers for one node. Each node gets its own registry,
+// so several nodes can live in one process (as in tests).
+func Setup(ctx context.Context, nodeID string) (*Telemetry, error) {
+	res, err := resource.New(ctx, resource.WithAttributes(
+		attribute.String("service.name", "sluice"),
+		attribute.String("service.instance.id", nodeID),
+	))
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, err
+	}
+	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}
+	if OTLPConfigured("METRICS") {
+		mexp, err := otlpmetrichttp.New(ctx)
+		if err != nil {
+			return nil, err
+		}
+		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp)))
+	}
+	mp := sdkmetric.NewMeterProvider(mopts...)
+
+	// Without an exporter spans are not recorded, but they still carry
+	// trace context from the producer to the endpoint.
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.NeverSample())}
+	if OTLPConfigured("TRACES") {
+		texp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, err
+		}
+		topts = []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(texp),
+			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample()))}
+	}
+	tp := sdktrace.NewTracerProvider(topts...)
+	return &Telemetry{
+		Meter:          mp.Meter("github.com/sluicehq/sluice"),
+		Tracer:         tp.Tracer("github.com/sluicehq/sluice"),
+		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		mp:             mp,
+		tp:             tp,
+	}, nil
+}
+
+// Shutdown flushes and stops the exporters.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	return errors.Join(t.mp.Shutdown(ctx), t.tp.Shutdown(ctx))
+}
