@@ -48,6 +48,15 @@ type (
 	Duration       = handlers.Duration
 )
 
+// Concurrency is a Spec's in-flight limit; see handlers.Concurrency.
+type Concurrency = handlers.Concurrency
+
+// Fixed is a fixed in-flight limit of n.
+func Fixed(n int) Concurrency { return handlers.Fixed(n) }
+
+// Adaptive is an in-flight limit that adapts between min and max.
+func Adaptive(min, max int) Concurrency { return handlers.Adaptive(min, max) }
+
 // HandlerFunc is a handler written in Go.
 type HandlerFunc = func(ctx context.Context, m *Message) error
 

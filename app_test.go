@@ -190,7 +190,7 @@ func TestGoHandlerLibrary(t *testing.T) {
 	}
 	var got sync.Map
 	var count atomic.Int64
-	err = app.Handle(sluice.Spec{Name: "billing", Topic: "orders", Concurrency: 8}, func(ctx context.Context, m *sluice.Message) error {
+	err = app.Handle(sluice.Spec{Name: "billing", Topic: "orders", Concurrency: sluice.Fixed(8)}, func(ctx context.Context, m *sluice.Message) error {
 		if m.Topic != "orders" || m.Attempt != 1 || m.Time.IsZero() {
 			return fmt.Errorf("bad message %+v", m)
 		}
@@ -360,7 +360,7 @@ func TestRegistrySurvivesRestart(t *testing.T) {
 	n2 := runNode(t, app2)
 	code, body := n2.do(t, "GET", "/v1/handlers/durable", "")
 	var h api.Handler
-	if code != 200 || json.Unmarshal(body, &h) != nil || h.Spec.Concurrency != 7 || !h.Paused {
+	if code != 200 || json.Unmarshal(body, &h) != nil || h.Spec.Concurrency != sluice.Fixed(7) || !h.Paused {
 		t.Fatalf("after restart: %d %s", code, body)
 	}
 }

@@ -27,7 +27,7 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 	}
 	for _, t := range a.targets() {
 		h := api.HandlerOverview{Name: t.Spec.Name, Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
-			ConcurrencyLimit: t.Spec.Concurrency}
+			ConcurrencyLimit: t.Spec.Concurrency.Max}
 		if t.Spec.HTTP != nil {
 			h.Invoker = t.Spec.HTTP.URL
 		} else {

@@ -135,7 +135,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 	if spec.Go != nil {
 		inv = s.a.funcs[spec.Name].fn
 	} else {
-		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency)
+		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency.Max)
 		inv, closeInv = h, h.Close
 	}
 	log := s.a.log.With("handler", spec.Name)

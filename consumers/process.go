@@ -24,7 +24,7 @@ import (
 // an attempt and, with attempts left, back off (at least Retry-After) and
 // retry, else dead-letter.
 func (r *Runner) process(ss *session, w *work) {
-	defer func() { <-r.slots }()
+	defer r.gate.release(w.size)
 	retry := r.spec.Retry
 	var (
 		charged, delivered int
@@ -137,8 +137,13 @@ func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
 			err = &handlers.TimeoutError{After: r.timeout}
 		}
 	}
+	d := time.Since(start)
 	if end != nil {
-		end(err, time.Since(start))
+		end(err, d)
+	}
+	if r.adapt != nil {
+		r.adapt.observe(d, err != nil && classify(err).outage)
+		r.adaptLimit()
 	}
 	return err
 }

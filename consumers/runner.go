@@ -31,6 +31,9 @@ type Options struct {
 	// Parker moves messages to delay topics in retry mode topics; without
 	// one, that mode dead-letters after the in-place attempts.
 	Parker Parker
+	// AdaptWindow is how often an adaptive limit is reconsidered. Default
+	// 250ms.
+	AdaptWindow time.Duration
 	// Hooks observe the engine for metrics and traces; nil fields are
 	// skipped.
 	Hooks Hooks
@@ -49,6 +52,9 @@ type Hooks struct {
 }
 
 func (o Options) withDefaults(concurrency int) Options {
+	if o.AdaptWindow <= 0 {
+		o.AdaptWindow = 250 * time.Millisecond
+	}
 	if o.CommitInterval <= 0 {
 		o.CommitInterval = time.Second
 	}
@@ -73,8 +79,9 @@ func (o Options) withDefaults(concurrency int) Options {
 // messages of the same key run one at a time in offset order and different
 // keys run in parallel (messages without a key are unordered); with
 // "partition", each partition runs one at a time; with "none", anything
-// runs. In every mode no more than spec.Concurrency messages are in flight
-// at once, across all partitions.
+// runs. In every mode no more than the concurrency limit of messages (and
+// spec.MaxInFlightBytes of them) are in flight at once, across all
+// partitions; with an adaptive limit, the limit itself moves (adaptive.go).
 type Runner struct {
 	spec    handlers.Spec
 	invoker handlers.Invoker
@@ -84,8 +91,8 @@ type Runner struct {
 	timeout time.Duration
 	br      *breaker
 	limiter *rate.Limiter
-
-	slots chan struct{}
+	gate    *gate
+	adapt   *adaptive
 
 	mu         sync.Mutex
 	partitions []*partition
@@ -107,7 +114,13 @@ type Runner struct {
 
 // NewRunner returns a runner for a normalized, valid spec.
 func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Options) *Runner {
-	opts = opts.withDefaults(spec.Concurrency)
+	opts = opts.withDefaults(spec.Concurrency.Max)
+	start := spec.Concurrency.Max
+	var adapt *adaptive
+	if spec.Concurrency.IsAdaptive() {
+		start = spec.Concurrency.Min
+		adapt = newAdaptive(spec.Concurrency.Min, spec.Concurrency.Max, opts.AdaptWindow)
+	}
 	r := &Runner{
 		spec:    spec,
 		invoker: inv,
@@ -116,7 +129,8 @@ func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Option
 		log:     opts.Logger.With("handler", spec.Name),
 		timeout: spec.InvocationTimeout(),
 		br:      newBreaker(spec.Name, spec.Breaker),
-		slots:   make(chan struct{}, spec.Concurrency),
+		gate:    newGate(start, spec.MaxInFlightBytes),
+		adapt:   adapt,
 		state:   "starting",
 	}
 	if spec.RateLimit > 0 {
@@ -188,9 +202,10 @@ type partition struct {
 type chain struct{ queue []*work }
 
 type work struct {
-	msg handlers.Message
-	seq uint64
-	p   *partition
+	msg  handlers.Message
+	seq  uint64
+	size int64
+	p    *partition
 }
 
 func (r *Runner) session(s Session) {
@@ -229,6 +244,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-ticker.C:
+			r.adaptLimit()
 			if err := r.commit(ctx, ss, ps); err != nil && ctx.Err() == nil {
 				r.log.Warn("commit failed; will retry", "err", err)
 			}
@@ -353,14 +369,16 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		// with nothing to read never starve the others. A message that
 		// waits here was fetched but is not in flight: it is not tracked
 		// and so not committed past; a revocation simply drops it.
-		select {
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
 		// A parked message waits on its delay topic until due; those
 		// behind it in the partition are due later still.
 		if due, ok := dueAt(&w.msg); ok && !sleepUntil(ctx, due) {
+			return
+		}
+		w.size = int64(len(w.msg.Key) + len(w.msg.Value))
+		for _, h := range w.msg.Headers {
+			w.size += int64(len(h.Key) + len(h.Value))
+		}
+		if !r.gate.acquire(ctx, w.size) {
 			return
 		}
 		r.received.Add(1)
@@ -419,8 +437,8 @@ func (r *Runner) start(ss *session, w *work, key string, c *chain) {
 				abandoned := c.queue
 				delete(p.chains, key)
 				p.mu.Unlock()
-				for range abandoned {
-					<-r.slots
+				for _, a := range abandoned {
+					r.gate.release(a.size)
 				}
 				return
 			}
@@ -454,22 +472,23 @@ func partitionNames(ps []*partition) []string {
 // Status is a snapshot of a runner.
 type Status struct {
 	// State is starting, running, error or stopped.
-	State        string            `json:"state"`
-	LastError    string            `json:"lastError,omitempty"`
-	InFlight     int               `json:"inFlight"`
-	Limit        int               `json:"concurrencyLimit"`
-	Received     uint64            `json:"received"`
-	Succeeded    uint64            `json:"succeeded"`
-	Failed       uint64            `json:"failed"`
-	Retried      uint64            `json:"retried"`
-	DeadLettered uint64            `json:"deadLettered"`
-	Parked       uint64            `json:"parked,omitempty"`
-	Replayed     uint64            `json:"replayed"`
-	Commits      uint64            `json:"commits"`
-	CommitErrs   uint64            `json:"commitErrors"`
-	Rebalances   uint64            `json:"rebalances"`
-	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
-	Partitions   []PartitionStatus `json:"partitions"`
+	State         string            `json:"state"`
+	LastError     string            `json:"lastError,omitempty"`
+	InFlight      int               `json:"inFlight"`
+	InFlightBytes int64             `json:"inFlightBytes"`
+	Limit         int               `json:"concurrencyLimit"`
+	Received      uint64            `json:"received"`
+	Succeeded     uint64            `json:"succeeded"`
+	Failed        uint64            `json:"failed"`
+	Retried       uint64            `json:"retried"`
+	DeadLettered  uint64            `json:"deadLettered"`
+	Parked        uint64            `json:"parked,omitempty"`
+	Replayed      uint64            `json:"replayed"`
+	Commits       uint64            `json:"commits"`
+	CommitErrs    uint64            `json:"commitErrors"`
+	Rebalances    uint64            `json:"rebalances"`
+	Breaker       *BreakerStatus    `json:"breaker,omitempty"`
+	Partitions    []PartitionStatus `json:"partitions"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -484,10 +503,10 @@ type PartitionStatus struct {
 // Status returns a snapshot; safe for concurrent use.
 func (r *Runner) Status() Status {
 	r.mu.Lock()
-	st := Status{State: r.state, LastError: r.lastErr, Limit: cap(r.slots)}
+	st := Status{State: r.state, LastError: r.lastErr}
 	ps := r.partitions
 	r.mu.Unlock()
-	st.InFlight = len(r.slots)
+	st.InFlight, st.InFlightBytes, st.Limit = r.gate.state()
 	st.Received = r.received.Load()
 	st.Succeeded = r.succeeded.Load()
 	st.Failed = r.failed.Load()
@@ -509,4 +528,14 @@ func (r *Runner) Status() Status {
 		})
 	}
 	return st
+}
+
+// adaptLimit moves an adaptive limit when its window is due.
+func (r *Runner) adaptLimit() {
+	if r.adapt == nil {
+		return
+	}
+	if l, changed := r.adapt.update(time.Now(), r.gate.takePeak()); changed {
+		r.gate.setLimit(l)
+	}
 }

@@ -144,7 +144,7 @@ func TestKeyOrderingParallelKeysInOrder(t *testing.T) {
 	k, v := keyedValue(keys)
 	testkit.Fill(t, f.tc, "orders", n, k, v)
 	chk := newOrderChecker(func(m *handlers.Message) string { return string(m.Key) }, 200*time.Microsecond)
-	spec := handlers.Spec{Name: "orders", Topic: "orders", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingKey, Concurrency: 32}
+	spec := handlers.Spec{Name: "orders", Topic: "orders", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingKey, Concurrency: handlers.Fixed(32)}
 	_, stop := f.runner(t, spec, chk, consumers.Options{})
 	testkit.Eventually(t, 60*time.Second, func() bool { return chk.delivered.Load() >= n }, "%d deliveries", n)
 	testkit.Eventually(t, 10*time.Second, func() bool { return f.committed(t, spec.Group(), spec.Topic) == n }, "commit of all %d", n)
@@ -194,7 +194,7 @@ func TestPartitionOrderingOneAtATimePerPartition(t *testing.T) {
 		delivered.Add(1)
 		return nil
 	})
-	spec := handlers.Spec{Name: "ledger", Topic: "ledger", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingPartition, Concurrency: 64}
+	spec := handlers.Spec{Name: "ledger", Topic: "ledger", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingPartition, Concurrency: handlers.Fixed(64)}
 	_, stop := f.runner(t, spec, inv, consumers.Options{})
 	testkit.Eventually(t, 60*time.Second, func() bool { return delivered.Load() >= n }, "%d deliveries", n)
 	stop()
@@ -211,7 +211,7 @@ func TestNoOrderingRunsBeyondPartitionsWithinLimit(t *testing.T) {
 	const n = 1200
 	testkit.Fill(t, f.tc, "events", n, func(i int) []byte { return []byte("same") }, func(i int) []byte { return []byte(strconv.Itoa(i)) })
 	chk := newOrderChecker(func(*handlers.Message) string { return "" }, 5*time.Millisecond)
-	spec := handlers.Spec{Name: "events", Topic: "events", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingNone, Concurrency: 50}
+	spec := handlers.Spec{Name: "events", Topic: "events", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingNone, Concurrency: handlers.Fixed(50)}
 	_, stop := f.runner(t, spec, chk, consumers.Options{})
 	testkit.Eventually(t, 60*time.Second, func() bool { return chk.delivered.Load() >= n }, "%d deliveries", n)
 	stop()
@@ -245,7 +245,7 @@ func TestOutOfOrderCompletionCommitsOnlyPrefix(t *testing.T) {
 		okCount.Add(1)
 		return nil
 	})
-	spec := handlers.Spec{Name: "prefix", Topic: "prefix", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingKey, Concurrency: 20,
+	spec := handlers.Spec{Name: "prefix", Topic: "prefix", Go: &handlers.GoSpec{}, Ordering: handlers.OrderingKey, Concurrency: handlers.Fixed(20),
 		Retry:   &handlers.RetrySpec{MaxAttempts: 1000, InitialBackoff: handlers.Duration(20 * time.Millisecond), MaxBackoff: handlers.Duration(20 * time.Millisecond)},
 		Breaker: &handlers.BreakerSpec{Disabled: true}}
 	r, stop := f.runner(t, spec, inv, consumers.Options{})
@@ -291,7 +291,7 @@ func TestRebalanceHandsOverWithoutLoss(t *testing.T) {
 		return nil
 	})
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
-	spec := handlers.Spec{Name: "rebal", Topic: "rebal", Go: &handlers.GoSpec{}, Concurrency: 16}
+	spec := handlers.Spec{Name: "rebal", Topic: "rebal", Go: &handlers.GoSpec{}, Concurrency: handlers.Fixed(16)}
 	_, stop1 := f.runner(t, spec, inv, consumers.Options{})
 	testkit.Eventually(t, 30*time.Second, func() bool { return count() > 500 }, "first deliveries")
 	_, stop2 := f.runner(t, spec, inv, consumers.Options{})
@@ -327,7 +327,7 @@ func TestLowConcurrencyOnManyPartitionsDoesNotStarve(t *testing.T) {
 	}
 	var n atomic.Int64
 	inv := handlers.Func(func(ctx context.Context, m *handlers.Message) error { n.Add(1); return nil })
-	spec := handlers.Spec{Name: "sparse", Topic: "sparse", Go: &handlers.GoSpec{}, Concurrency: 1}
+	spec := handlers.Spec{Name: "sparse", Topic: "sparse", Go: &handlers.GoSpec{}, Concurrency: handlers.Fixed(1)}
 	r, _ := f.runner(t, spec, inv, consumers.Options{})
 	testkit.Eventually(t, 10*time.Second, func() bool { return len(r.Status().Partitions) == 13 }, "assignment of 12 partitions and the replay topic's")
 	testkit.Fill(t, f.tc, "sparse", 3, func(i int) []byte { return []byte(strconv.Itoa(i)) }, func(i int) []byte { return []byte("x") })

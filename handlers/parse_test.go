@@ -31,12 +31,12 @@ retry:
 		t.Fatalf("%d specs", len(specs))
 	}
 	a, b := specs[0], specs[1]
-	if a.Ordering != handlers.OrderingKey || a.Concurrency != handlers.DefaultConcurrency || a.StartFrom != handlers.StartEarliest ||
+	if a.Ordering != handlers.OrderingKey || a.Concurrency != handlers.Fixed(handlers.DefaultConcurrency) || a.StartFrom != handlers.StartEarliest ||
 		a.InvocationTimeout() != 30*time.Second || a.Retry.MaxAttempts != 5 || a.Breaker.MinRequests != 20 ||
 		a.DeadLetter.Topic != "orders-mail.dlq" || a.Group() != "sluice.orders-mail" {
 		t.Fatalf("defaults: %+v", a)
 	}
-	if b.Go == nil || b.Ordering != handlers.OrderingPartition || b.Concurrency != 3 || b.Retry.MaxAttempts != 2 ||
+	if b.Go == nil || b.Ordering != handlers.OrderingPartition || b.Concurrency != handlers.Fixed(3) || b.Retry.MaxAttempts != 2 ||
 		b.Retry.InitialBackoff.D() != 200*time.Millisecond {
 		t.Fatalf("second spec: %+v", b)
 	}
@@ -70,5 +70,28 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	var fe *handlers.FieldError
 	if !errors.As(err, &fe) || fe.Field != "http.retries" {
 		t.Fatalf("not a FieldError naming http.retries: %#v", err)
+	}
+}
+
+func TestConcurrencyFixedOrAdaptive(t *testing.T) {
+	specs, err := handlers.Parse([]byte("name: a\ntopic: t\ngo: {}\nconcurrency: {min: 4, max: 512}\n---\nname: b\ntopic: t\ngo: {}\nconcurrency: 8\n---\nname: c\ntopic: t\ngo: {}\nconcurrency: {max: 64}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if specs[0].Concurrency != handlers.Adaptive(4, 512) || specs[1].Concurrency != handlers.Fixed(8) || specs[2].Concurrency != handlers.Adaptive(1, 64) {
+		t.Fatalf("got %v, %v, %v", specs[0].Concurrency, specs[1].Concurrency, specs[2].Concurrency)
+	}
+	for in, want := range map[string]string{
+		"{min: 10, max: 5}":    "concurrency.max: must be between concurrency.min (10) and 10000, got 5",
+		"{min: 1, mx: 5}":      "concurrency.mx: unknown field",
+		"{min: 2}":             "concurrency.max: is required",
+		"0":                    "concurrency: must not be zero",
+		"many":                 "concurrency: must be a whole number or {min, max}",
+		"{min: 1, max: 99999}": "concurrency.max: must be between concurrency.min (1) and 10000, got 99999",
+	} {
+		_, err := handlers.Parse([]byte("name: a\ntopic: t\ngo: {}\nconcurrency: " + in + "\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("concurrency: %s: got %v, want %q", in, err, want)
+		}
 	}
 }

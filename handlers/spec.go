@@ -36,8 +36,9 @@ const (
 
 // Defaults applied by Spec.Normalize.
 const (
-	DefaultConcurrency = 16
-	MaxConcurrency     = 10000
+	DefaultConcurrency      = 16
+	MaxConcurrency          = 10000
+	DefaultMaxInFlightBytes = 64 << 20
 )
 
 // Spec is a registered handler: which topic it consumes, what it invokes and
@@ -57,8 +58,12 @@ type Spec struct {
 	// Ordering is key (default), partition or none.
 	Ordering Ordering `json:"ordering,omitempty"`
 	// Concurrency is the most messages in flight for this handler on one
-	// node, fetched but not yet finished. Default 16.
-	Concurrency int `json:"concurrency,omitempty"`
+	// node, fixed or adaptive. Default 16 (fixed).
+	Concurrency Concurrency `json:"concurrency,omitzero" sluice:"nonzero"`
+	// MaxInFlightBytes bounds the bytes (keys, values, headers) of the
+	// messages in flight on one node; fetching waits while it is reached.
+	// Default 64 MiB.
+	MaxInFlightBytes int64 `json:"maxInFlightBytes,omitempty" sluice:"nonzero"`
 	// StartFrom is earliest (default) or latest.
 	StartFrom StartFrom `json:"startFrom,omitempty"`
 	// Timeout bounds one invocation; a timed-out invocation is a retryable
@@ -95,8 +100,9 @@ func (s *Spec) Normalize() {
 	if s.Ordering == "" {
 		s.Ordering = OrderingKey
 	}
-	if s.Concurrency == 0 {
-		s.Concurrency = DefaultConcurrency
+	s.Concurrency.normalize()
+	if s.MaxInFlightBytes == 0 {
+		s.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
 	if s.StartFrom == "" {
 		s.StartFrom = StartEarliest
@@ -173,8 +179,11 @@ func (s *Spec) Validate() error {
 	default:
 		return &FieldError{Field: "ordering", Msg: fmt.Sprintf("must be key, partition or none, got %q", s.Ordering)}
 	}
-	if s.Concurrency < 1 || s.Concurrency > MaxConcurrency {
-		return &FieldError{Field: "concurrency", Msg: fmt.Sprintf("must be between 1 and %d, got %d", MaxConcurrency, s.Concurrency)}
+	if err := s.Concurrency.validate(); err != nil {
+		return err
+	}
+	if s.MaxInFlightBytes < 1024 {
+		return &FieldError{Field: "maxInFlightBytes", Msg: fmt.Sprintf("must be at least 1024, got %d", s.MaxInFlightBytes)}
 	}
 	switch s.StartFrom {
 	case StartEarliest, StartLatest:
