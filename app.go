@@ -60,6 +60,16 @@ func Adaptive(min, max int) Concurrency { return handlers.Adaptive(min, max) }
 // HandlerFunc is a handler written in Go.
 type HandlerFunc = func(ctx context.Context, m *Message) error
 
+// BatchHandlerFunc is a Go handler that takes a batch of messages.
+type BatchHandlerFunc = func(ctx context.Context, ms []*Message) error
+
+// BatchError names the messages of a batch that failed; see
+// handlers.BatchError.
+type BatchError = handlers.BatchError
+
+// BatchSpec configures batching; see handlers.BatchSpec.
+type BatchSpec = handlers.BatchSpec
+
 // Permanent marks an error as one retrying cannot fix.
 func Permanent(err error) error { return handlers.Permanent(err) }
 
@@ -88,7 +98,7 @@ type App struct {
 
 type goHandler struct {
 	spec handlers.Spec
-	fn   handlers.Func
+	fn   handlers.Invoker // a handlers.Func or handlers.BatchFunc
 }
 
 // New returns a node configured by opts over DefaultConfig. It validates
@@ -116,6 +126,28 @@ func (a *App) Handle(spec Spec, fn HandlerFunc) error {
 	if fn == nil {
 		return errors.New("handle: nil function")
 	}
+	if spec.Batch != nil {
+		return &handlers.FieldError{Field: "batch", Msg: "a batch handler is registered with HandleBatch"}
+	}
+	return a.register(spec, handlers.Func(fn))
+}
+
+// HandleBatch registers fn as the Go handler named spec.Name, taking up to
+// spec.Batch.Size messages at once (default 100, gathered for at most
+// spec.Batch.Window). fn returns nil when every message succeeded, a
+// *BatchError naming the ones that failed (only those are retried and
+// dead-lettered), or any other error to fail them all.
+func (a *App) HandleBatch(spec Spec, fn BatchHandlerFunc) error {
+	if fn == nil {
+		return errors.New("handle batch: nil function")
+	}
+	if spec.Batch == nil {
+		spec.Batch = &handlers.BatchSpec{Size: 100}
+	}
+	return a.register(spec, handlers.BatchFunc(fn))
+}
+
+func (a *App) register(spec Spec, fn handlers.Invoker) error {
 	if spec.HTTP != nil {
 		return &handlers.FieldError{Field: "http", Msg: "must be unset for a Go handler"}
 	}
@@ -132,7 +164,7 @@ func (a *App) Handle(spec Spec, fn HandlerFunc) error {
 	if _, dup := a.funcs[spec.Name]; dup {
 		return fmt.Errorf("handle: %q is registered twice", spec.Name)
 	}
-	a.funcs[spec.Name] = goHandler{spec: spec, fn: handlers.Func(fn)}
+	a.funcs[spec.Name] = goHandler{spec: spec, fn: fn}
 	return nil
 }
 

@@ -53,7 +53,12 @@ func (r *Runner) process(ss *session, w *work) {
 		}
 		delivered++
 		w.msg.Attempt = delivered
-		err := r.invoke(ss.work, &w.msg)
+		var err error
+		if r.batch != nil {
+			err = r.batch.invoke(&w.msg)
+		} else {
+			err = r.invoke(ss.work, &w.msg)
+		}
 		if err == nil {
 			done(nil)
 			r.succeeded.Add(1)

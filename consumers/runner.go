@@ -93,6 +93,7 @@ type Runner struct {
 	limiter *rate.Limiter
 	gate    *gate
 	adapt   *adaptive
+	batch   *batcher
 
 	mu         sync.Mutex
 	partitions []*partition
@@ -132,6 +133,9 @@ func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Option
 		gate:    newGate(start, spec.MaxInFlightBytes),
 		adapt:   adapt,
 		state:   "starting",
+	}
+	if bi, ok := inv.(handlers.BatchInvoker); ok && spec.Batch != nil && spec.Batch.Size > 1 {
+		r.batch = newBatcher(r, bi, spec.Batch)
 	}
 	if spec.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(spec.RateLimit), max(1, int(spec.RateLimit/10)))
@@ -213,6 +217,9 @@ func (r *Runner) session(s Session) {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	ss := &session{src: s, work: workCtx, drainCh: make(chan struct{})}
+	if r.batch != nil {
+		r.batch.start(workCtx)
+	}
 	r.rebalances.Add(1)
 
 	assigns := s.Assignments()
@@ -265,6 +272,9 @@ loop:
 			"in_flight", r.running.Load(), "timeout", r.opts.DrainTimeout)
 		cancelWork()
 		<-drained
+	}
+	if r.batch != nil {
+		r.batch.close()
 	}
 	r.finalCommit(ss, ps)
 	r.mu.Lock()

@@ -32,6 +32,8 @@ const maxErrorBody = 512
 
 var traceContext = propagation.TraceContext{}
 
+type propagationCarrier = propagation.HeaderCarrier
+
 // HTTPInvoker POSTs each message to an endpoint in CloudEvents binary mode:
 // the body is the message value, ce-* headers carry the event attributes,
 // Kafka headers are passed through (ce_x as ce-x, as the CloudEvents Kafka
@@ -77,7 +79,7 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 	setEventHeaders(req.Header, m)
 	// The consumer span's context, when there is one, replaces whatever
 	// traceparent the message carried.
-	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	traceContext.Inject(ctx, propagationCarrier(req.Header))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -69,6 +69,8 @@ type Spec struct {
 	// Timeout bounds one invocation; a timed-out invocation is a retryable
 	// failure. Default 30s. For HTTP handlers http.timeout, when set, wins.
 	Timeout Duration `json:"timeout,omitempty" sluice:"nonzero"`
+	// Batch, when set, hands the handler up to batch.size messages at once.
+	Batch *BatchSpec `json:"batch,omitempty"`
 	// Retry says how failed messages are retried.
 	Retry *RetrySpec `json:"retry,omitempty"`
 	// Breaker pauses consumption while the downstream is failing.
@@ -108,6 +110,9 @@ func (s *Spec) Normalize() {
 		s.StartFrom = StartEarliest
 	}
 	s.normalizePolicy()
+	if s.Batch != nil {
+		s.Batch.normalize()
+	}
 }
 
 var (
@@ -181,6 +186,11 @@ func (s *Spec) Validate() error {
 	}
 	if err := s.Concurrency.validate(); err != nil {
 		return err
+	}
+	if s.Batch != nil {
+		if err := s.Batch.validate(); err != nil {
+			return err
+		}
 	}
 	if s.MaxInFlightBytes < 1024 {
 		return &FieldError{Field: "maxInFlightBytes", Msg: fmt.Sprintf("must be at least 1024, got %d", s.MaxInFlightBytes)}

@@ -1,0 +1,114 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/handlers"
+)
+
+// batcher gathers the messages that are ready to run into batches of up to
+// size, waiting at most window to fill one. Messages arrive one per
+// ordering chain (a key, a partition, or each message with ordering none),
+// so a batch never holds two messages that must stay in order; each
+// message's outcome goes back to its own chain, which applies the failure
+// policy to it alone.
+type batcher struct {
+	r      *Runner
+	inv    handlers.BatchInvoker
+	size   int
+	window time.Duration
+	in     chan *pending
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type pending struct {
+	m   *handlers.Message
+	res chan error
+}
+
+func newBatcher(r *Runner, inv handlers.BatchInvoker, spec *handlers.BatchSpec) *batcher {
+	return &batcher{r: r, inv: inv, size: spec.Size, window: spec.Window.D(), in: make(chan *pending)}
+}
+
+// start runs the gathering loop for one session; close stops it once no
+// invocation is waiting any more.
+func (b *batcher) start(ctx context.Context) {
+	b.stop, b.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(b.done)
+		for {
+			var first *pending
+			select {
+			case first = <-b.in:
+			case <-b.stop:
+				return
+			}
+			batch := []*pending{first}
+			t := time.NewTimer(b.window)
+		fill:
+			for len(batch) < b.size {
+				select {
+				case p := <-b.in:
+					batch = append(batch, p)
+				case <-t.C:
+					break fill
+				case <-b.stop:
+					break fill
+				}
+			}
+			t.Stop()
+			go b.flush(ctx, batch)
+		}
+	}()
+}
+
+func (b *batcher) close() {
+	close(b.stop)
+	<-b.done
+}
+
+// invoke submits m and waits for its own outcome.
+func (b *batcher) invoke(m *handlers.Message) error {
+	p := &pending{m: m, res: make(chan error, 1)}
+	b.in <- p
+	return <-p.res
+}
+
+func (b *batcher) flush(parent context.Context, batch []*pending) {
+	r := b.r
+	ctx, cancel := context.WithTimeout(parent, r.timeout)
+	defer cancel()
+	ms := make([]*handlers.Message, len(batch))
+	ends := make([]func(error, time.Duration), len(batch))
+	for i, p := range batch {
+		ms[i] = p.m
+		if r.opts.Hooks.Invoke != nil {
+			_, ends[i] = r.opts.Hooks.Invoke(ctx, p.m)
+		}
+	}
+	start := time.Now()
+	err := b.inv.InvokeBatch(ctx, ms)
+	d := time.Since(start)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		err = &handlers.TimeoutError{After: r.timeout}
+	}
+	var be *handlers.BatchError
+	partial := errors.As(err, &be)
+	for i, p := range batch {
+		e := err
+		if partial {
+			e = be.Failed[p.m]
+		}
+		if ends[i] != nil {
+			ends[i](e, d)
+		}
+		if r.adapt != nil {
+			r.adapt.observe(d, e != nil && classify(e).outage)
+		}
+		p.res <- e
+	}
+	r.adaptLimit()
+}
