@@ -359,7 +359,15 @@ func TestFleetSharesPartitionsAndSurvivesKill9(t *testing.T) {
 	testkit.Eventually(t, 60*time.Second, func() bool { return ep.distinctValues() >= n1+1000 }, "deliveries before killing A")
 	nodeA.kill()
 	t.Logf("killed node A after %d deliveries", ep.distinctValues())
+	// With its broker gone, B says so on /readyz and keeps running.
+	var health api.Health
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return apiJSON(t, "GET", "http://"+b.httpAddr+"/readyz", "", &health) == 503 && strings.HasPrefix(health.Checks["broker"], "unreachable")
+	}, "node B to report not ready while the broker is down")
 	serve(t, a)
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		return apiJSON(t, "GET", "http://"+b.httpAddr+"/readyz", "", nil) == 200
+	}, "node B ready again once the broker is back")
 	testkit.Eventually(t, 180*time.Second, func() bool { return ep.distinctValues() == n1+n2 }, "all %d messages", n1+n2)
 	if miss := append(ep.missing("one-", n1), ep.missing("two-", n2)...); len(miss) > 0 {
 		t.Fatalf("%d messages lost, first %v", len(miss), miss[0])
