@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,11 +54,20 @@ type asset struct {
 // a JSON 404, not the app. Methods other than GET and HEAD get 405. The
 // handler is safe for concurrent use.
 func Handler() http.Handler {
+	h, err := load()
+	if err != nil {
+		// Unreachable: the files are compiled in, so a binary that starts
+		// has them. Failing loudly beats serving a blank page.
+		panic(fmt.Sprintf("dashboard: reading the embedded assets: %v", err))
+	}
+	return h
+}
+
+// load reads and hashes the embedded files once.
+var load = sync.OnceValues(func() (*handler, error) {
 	sub, err := fs.Sub(embedded, "assets")
 	if err != nil {
-		// Unreachable: "assets" is a constant, checked at compile time by
-		// the embed directive.
-		panic(fmt.Sprintf("dashboard: embedded assets: %v", err))
+		return nil, err
 	}
 	files := map[string]*asset{}
 	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
@@ -77,11 +87,14 @@ func Handler() http.Handler {
 			etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`}
 		return nil
 	})
-	if err != nil || files["index.html"] == nil {
-		panic(fmt.Sprintf("dashboard: reading embedded assets: %v (index.html present: %t)", err, files["index.html"] != nil))
+	if err != nil {
+		return nil, err
 	}
-	return &handler{files: files, index: files["index.html"]}
-}
+	if files["index.html"] == nil {
+		return nil, fmt.Errorf("no index.html")
+	}
+	return &handler{files: files, index: files["index.html"]}, nil
+})
 
 type handler struct {
 	files map[string]*asset
