@@ -373,6 +373,20 @@ func TestFleetSharesPartitionsAndSurvivesKill9(t *testing.T) {
 		t.Fatalf("%d messages lost, first %v", len(miss), miss[0])
 	}
 	fmt.Printf("fleet: %d of %d messages delivered across two kill -9s, %d duplicates\n", n1+n2, n1+n2, ep.duplicates())
+
+	// Deleting the handler through one node stops it on every node.
+	if code := apiJSON(t, "DELETE", "http://"+a.httpAddr+"/v1/handlers/fleet", "", nil); code != 204 {
+		t.Fatalf("delete: HTTP %d", code)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return apiJSON(t, "GET", "http://"+b.httpAddr+"/v1/handlers/fleet", "", nil) == 404
+	}, "node B to drop the deleted handler")
+	before := ep.requests.Load()
+	cli(t, a.httpAddr, lines("three-", 0, 100, false), "publish", "fleet-topic")
+	time.Sleep(2 * time.Second) // nothing to poll for: the absence of deliveries
+	if got := ep.requests.Load(); got != before {
+		t.Fatalf("%d deliveries after the handler was deleted", got-before)
+	}
 	_ = nodeB
 
 }
