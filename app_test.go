@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/topics"
 )
 
 type node struct {
@@ -129,7 +130,7 @@ func (e *endpoint) distinct() int {
 func TestHTTPHandlerReceivesPublishedMessagesWithCloudEventsHeaders(t *testing.T) {
 	n := startNode(t)
 	ep := newEndpoint(t)
-	spec := fmt.Sprintf(`{"name":"greeter","topic":"greetings","http":{"url":%q,"headers":{"X-Team":"growth"}},"concurrency":4}`, ep.URL)
+	spec := fmt.Sprintf(`{"name":"greeter","topic":"greetings","http":{"url":%q,"headers":{"X-Team":"growth","Authorization":"Bearer good"}},"concurrency":4}`, ep.URL)
 	if code, body := n.do(t, "PUT", "/v1/handlers/greeter", spec); code != 201 {
 		t.Fatalf("apply: %d %s", code, body)
 	}
@@ -138,7 +139,7 @@ func TestHTTPHandlerReceivesPublishedMessagesWithCloudEventsHeaders(t *testing.T
 		t.Fatalf("re-apply: %d %s", code, body)
 	}
 	code, body := n.do(t, "POST", "/v1/topics/greetings/messages",
-		`{"messages":[{"key":"alice","value":"hello","headers":{"trace":"abc","ce_type":"com.example.greeting"}},{"value":{"n":1}},{"valueBase64":"AAEC"}]}`)
+		`{"messages":[{"key":"alice","value":"hello","headers":{"trace":"abc","ce_type":"com.example.greeting","authorization":"evil","ce_id":"forged"}},{"value":{"n":1}},{"valueBase64":"AAEC"}]}`)
 	if code != 200 {
 		t.Fatalf("publish: %d %s", code, body)
 	}
@@ -171,6 +172,7 @@ func TestHTTPHandlerReceivesPublishedMessagesWithCloudEventsHeaders(t *testing.T
 		"Sluice-Attempt": "1",
 		"Trace":          "abc",
 		"X-Team":         "growth",
+		"Authorization":  "Bearer good", // configured headers win over the producer's
 	}
 	for k, v := range want {
 		if got := alice.Header.Get(k); got != v {
@@ -362,5 +364,46 @@ func TestRegistrySurvivesRestart(t *testing.T) {
 	var h api.Handler
 	if code != 200 || json.Unmarshal(body, &h) != nil || h.Spec.Concurrency != sluice.Fixed(7) || !h.Paused {
 		t.Fatalf("after restart: %d %s", code, body)
+	}
+}
+
+// A record written to the registry by an older version, without the
+// fields added since, is read with their defaults filled in.
+func TestRegistryRecordsFromOlderVersionsGetDefaults(t *testing.T) {
+	n := startNode(t)
+	ep := newEndpoint(t)
+	tc := testkit.Topics(t, n.app.Brokers())
+	old := fmt.Sprintf(`{"spec":{"name":"legacy","topic":"old-topic","http":{"url":%q},"ordering":"key","concurrency":16,"startFrom":"earliest"},"paused":false}`, ep.URL)
+	if _, err := tc.Produce(context.Background(), "__sluice_handlers", []topics.Record{{Key: []byte("legacy"), Value: []byte(old), Partition: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { code, _ := n.do(t, "GET", "/v1/handlers/legacy", ""); return code == 200 }, "the legacy handler")
+	h := n.handler(t, "legacy")
+	if h.Spec.MaxInFlightBytes != 64<<20 || h.Spec.Retry == nil || h.Spec.Retry.MaxAttempts != 5 || h.Spec.DeadLetter.Topic != "legacy.dlq" {
+		t.Fatalf("legacy spec not normalized: %+v", h.Spec)
+	}
+	n.publishN(t, "old-topic", "x", 0, 40, 40)
+	testkit.Eventually(t, 20*time.Second, func() bool { return ep.distinct() == 40 }, "40 deliveries")
+}
+
+// A redirect is an answer, not a detour: it fails the message (and is not
+// retried), rather than turning the POST into a GET that looks like success.
+func TestRedirectIsAPermanentFailure(t *testing.T) {
+	n := startNode(t)
+	var gets atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { gets.Add(1) }))
+	defer target.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL, http.StatusFound)
+	}))
+	defer redirect.Close()
+	n.apply(t, fmt.Sprintf(`{"name":"moved","topic":"moved","http":{"url":%q}}`, redirect.URL))
+	n.publishN(t, "moved", "m", 0, 1, 1)
+	testkit.Eventually(t, 20*time.Second, func() bool { return n.dlq(t, "moved", "").Total == 1 }, "a dead letter")
+	if e := n.dlq(t, "moved", "").Entries[0]; e.Status != 302 || e.Attempts != 1 {
+		t.Fatalf("entry %+v, want status 302 after 1 attempt", e)
+	}
+	if gets.Load() != 0 {
+		t.Fatal("the redirect was followed")
 	}
 }

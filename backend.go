@@ -76,13 +76,16 @@ func (a *App) lag(ctx context.Context, spec handlers.Spec) int64 {
 }
 
 // ListHandlers implements api.Backend.
-func (a *App) ListHandlers(ctx context.Context) []api.Handler {
+func (a *App) ListHandlers(ctx context.Context) ([]api.Handler, error) {
+	if err := a.notReady(); err != nil {
+		return nil, err
+	}
 	es := a.reg.List()
 	out := make([]api.Handler, len(es))
 	for i, e := range es {
 		out[i] = a.view(ctx, e)
 	}
-	return out
+	return out, nil
 }
 
 // GetHandler implements api.Backend.
@@ -101,9 +104,14 @@ func (a *App) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler
 		return api.Handler{}, false, err
 	}
 	if spec.Go != nil {
-		if _, ok := a.funcs[spec.Name]; !ok {
+		g, ok := a.funcs[spec.Name]
+		if !ok {
 			return api.Handler{}, false, &handlers.FieldError{Field: "go",
 				Msg: fmt.Sprintf("no Go function named %q is compiled into this node", spec.Name)}
+		}
+		if _, batch := g.fn.(handlers.BatchInvoker); spec.Batch != nil && !batch {
+			return api.Handler{}, false, &handlers.FieldError{Field: "batch",
+				Msg: fmt.Sprintf("the Go function %q takes one message at a time (it was registered with Handle, not HandleBatch)", spec.Name)}
 		}
 	}
 	if err := a.notReady(); err != nil {
@@ -216,9 +224,9 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 func (a *App) notReady() error {
 	if loaded, err := a.reg.Loaded(); !loaded {
 		if err != nil {
-			return fmt.Errorf("the node is not ready (registry loading: %v)", err)
+			return fmt.Errorf("%w: the node is not ready (registry loading: %v)", api.ErrUnavailable, err)
 		}
-		return errors.New("the node is not ready: the registry is still loading")
+		return fmt.Errorf("%w: the node is not ready: the registry is still loading", api.ErrUnavailable)
 	}
 	return nil
 }

@@ -121,8 +121,10 @@ func (c Config) Validate() error {
 	if c.CommitInterval < 10*time.Millisecond {
 		return fmt.Errorf("commit-interval: must be at least 10ms, got %s", c.CommitInterval)
 	}
-	if c.DrainTimeout < 0 {
-		return fmt.Errorf("drain-timeout: must not be negative, got %s", c.DrainTimeout)
+	// The group waits 60s for members to rejoin during a rebalance; the
+	// drain, plus the final commit, must fit inside it.
+	if c.DrainTimeout < time.Second || c.DrainTimeout > 45*time.Second {
+		return fmt.Errorf("drain-timeout: must be between 1s and 45s, got %s", c.DrainTimeout)
 	}
 	if c.SampleInterval < 100*time.Millisecond {
 		return fmt.Errorf("sample-interval: must be at least 100ms, got %s", c.SampleInterval)

@@ -25,7 +25,7 @@ import (
 
 // Backend is what the API serves. The node (package sluice) implements it.
 type Backend interface {
-	ListHandlers(ctx context.Context) []Handler
+	ListHandlers(ctx context.Context) ([]Handler, error)
 	GetHandler(ctx context.Context, name string) (Handler, error)
 	// ApplyHandler creates or replaces a handler; created reports which.
 	ApplyHandler(ctx context.Context, spec handlers.Spec) (h Handler, created bool, err error)
@@ -51,6 +51,8 @@ type Backend interface {
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrUnavailable is a node that cannot serve yet (503).
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // ServerConfig tunes the API server.
@@ -190,6 +192,10 @@ func backendErr(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, err)
 	case errors.Is(err, ErrConflict), errors.Is(err, topics.ErrTopicExists):
 		writeErr(w, http.StatusConflict, err)
+	case errors.Is(err, ErrUnavailable):
+		writeErr(w, http.StatusServiceUnavailable, err)
+	case errors.Is(err, topics.ErrNoPartition):
+		writeErr(w, http.StatusBadRequest, err)
 	case errors.As(err, &fe):
 		writeErr(w, http.StatusBadRequest, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -213,7 +219,12 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listHandlers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, HandlerList{Handlers: s.b.ListHandlers(r.Context())})
+	hs, err := s.b.ListHandlers(r.Context())
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, HandlerList{Handlers: hs})
 }
 
 func (s *server) getHandler(w http.ResponseWriter, r *http.Request) {
@@ -304,7 +315,7 @@ func (s *server) createTopic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Partitions < 0 || req.Partitions > 10000 {
-		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "partitions", Msg: fmt.Sprintf("must be between 1 and 10000, got %d", req.Partitions)})
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "partitions", Msg: fmt.Sprintf("must be between 1 and 10000 (or 0 for the default), got %d", req.Partitions)})
 		return
 	}
 	if err := s.b.CreateTopic(r.Context(), req.Name, req.Partitions); err != nil {

@@ -12,6 +12,10 @@ import (
 	"github.com/sluicehq/sluice/handlers"
 )
 
+// maxRetryAfter caps the wait an endpoint may ask for with Retry-After, so
+// one answer cannot hold a key (and its in-flight slot) for hours.
+const maxRetryAfter = 10 * time.Minute
+
 // verdict is what a failed invocation means for the message.
 type verdict struct {
 	// permanent: retrying cannot help; dead-letter now.
@@ -43,7 +47,7 @@ func classify(err error) verdict {
 			v.permanent = true
 		}
 		if he.StatusCode == http.StatusTooManyRequests || he.StatusCode == http.StatusServiceUnavailable {
-			v.retryAfter = he.RetryAfter
+			v.retryAfter = min(he.RetryAfter, maxRetryAfter)
 		}
 		return v
 	}
@@ -51,6 +55,9 @@ func classify(err error) verdict {
 	var ne net.Error
 	var pe *handlers.PanicError
 	switch {
+	case errors.Is(err, handlers.ErrReportedFailed):
+		// The endpoint answered and named this message: its own failure.
+		return verdict{}
 	case errors.As(err, &te), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
 		return verdict{outage: true}
 	case errors.As(err, &pe):

@@ -271,10 +271,22 @@ loop:
 		r.log.Warn("drain timed out; abandoning in-flight invocations, they will be redelivered",
 			"in_flight", r.running.Load(), "timeout", r.opts.DrainTimeout)
 		cancelWork()
-		<-drained
+		select {
+		case <-drained:
+		case <-time.After(5 * time.Second):
+			// A handler that ignores its context cannot hold the
+			// partitions hostage: commit what finished and let go. Its
+			// messages are unfinished, so they are redelivered.
+			r.log.Error("handlers still running after cancellation; releasing the partitions anyway",
+				"in_flight", r.running.Load())
+		}
 	}
 	if r.batch != nil {
-		r.batch.close()
+		select {
+		case <-drained: // no invocation can still be waiting on a batch
+			r.batch.close()
+		default:
+		}
 	}
 	r.finalCommit(ss, ps)
 	r.mu.Lock()

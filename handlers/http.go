@@ -60,7 +60,10 @@ func NewHTTPInvoker(spec *HTTPSpec, maxConns int) *HTTPInvoker {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &HTTPInvoker{url: spec.URL, headers: h, client: &http.Client{Transport: tr}}
+	// Redirects are answers, not detours: following a 302 would turn the
+	// POST into a bodiless GET that looks like success.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &HTTPInvoker{url: spec.URL, headers: h, client: &http.Client{Transport: tr, CheckRedirect: noRedirect}}
 }
 
 // Close releases idle connections.
@@ -73,10 +76,12 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 	if err != nil {
 		return Permanent(fmt.Errorf("building request: %w", err))
 	}
+	setEventHeaders(req.Header, m)
+	// The handler's configured headers win over anything a producer put
+	// in the message (an Authorization header, say).
 	for k, v := range h.headers {
 		req.Header[k] = v
 	}
-	setEventHeaders(req.Header, m)
 	// The consumer span's context, when there is one, replaces whatever
 	// traceparent the message carried.
 	traceContext.Inject(ctx, propagationCarrier(req.Header))
@@ -106,6 +111,9 @@ func setEventHeaders(h http.Header, m *Message) {
 	h["Ce-Id"] = []string{m.ID()}
 	h["Ce-Source"] = []string{"/sluice/topics/" + m.Topic}
 	h["Ce-Type"] = []string{DefaultCEType}
+	// A producer may set the event's other attributes (ce_type,
+	// ce_source, ce_subject...) with ce_ headers; ce-id stays Sluice's
+	// stable topic/partition/offset, the key for deduplication.
 	if !m.Time.IsZero() {
 		h["Ce-Time"] = []string{m.Time.UTC().Format(time.RFC3339Nano)}
 	}
@@ -114,10 +122,15 @@ func setEventHeaders(h http.Header, m *Message) {
 		k := kh.Key
 		switch {
 		case strings.EqualFold(k, "content-type"):
-			ctype = string(kh.Value)
+			if printable(kh.Value) {
+				ctype = string(kh.Value)
+			}
 			continue
 		case strings.HasPrefix(k, "ce_"):
 			k = "ce-" + k[3:]
+		}
+		if protectedHeader(k) {
+			continue
 		}
 		if !validHeaderName(k) || reservedHeader(k) || !printable(kh.Value) {
 			continue
@@ -135,6 +148,16 @@ func setEventHeaders(h http.Header, m *Message) {
 	h[HeaderAttempt] = []string{strconv.Itoa(m.Attempt)}
 	h[HeaderPartition] = []string{strconv.Itoa(m.Partition)}
 	h[HeaderOffset] = []string{strconv.FormatInt(m.Offset, 10)}
+}
+
+// protectedHeader is a header only Sluice sets.
+func protectedHeader(k string) bool {
+	switch strings.ToLower(k) {
+	case "ce-id", "ce-specversion", "sluice-key", "sluice-key-base64", "sluice-attempt", "sluice-partition", "sluice-offset",
+		"traceparent", "tracestate":
+		return true
+	}
+	return false
 }
 
 func reservedHeader(k string) bool {

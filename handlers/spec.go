@@ -102,6 +102,10 @@ func (s *Spec) Normalize() {
 	if s.Ordering == "" {
 		s.Ordering = OrderingKey
 	}
+	if s.Concurrency.IsZero() && s.Batch != nil {
+		// Room for at least one full batch.
+		s.Concurrency = Fixed(max(DefaultConcurrency, s.Batch.Size))
+	}
 	s.Concurrency.normalize()
 	if s.MaxInFlightBytes == 0 {
 		s.MaxInFlightBytes = DefaultMaxInFlightBytes
@@ -170,8 +174,8 @@ func (s *Spec) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return &FieldError{Field: "http.url", Msg: fmt.Sprintf("must be an absolute http(s) URL, got %q", s.HTTP.URL)}
 		}
-		if s.HTTP.Timeout < 0 {
-			return &FieldError{Field: "http.timeout", Msg: "must not be negative"}
+		if s.HTTP.Timeout < 0 || s.HTTP.Timeout.D() > 15*time.Minute {
+			return &FieldError{Field: "http.timeout", Msg: fmt.Sprintf("must be between 0 and 15m, got %s", s.HTTP.Timeout.D())}
 		}
 		for k := range s.HTTP.Headers {
 			if !validHeaderName(k) {
@@ -190,6 +194,9 @@ func (s *Spec) Validate() error {
 	if s.Batch != nil {
 		if err := s.Batch.validate(); err != nil {
 			return err
+		}
+		if s.Batch.Size > s.Concurrency.Max {
+			return &FieldError{Field: "batch.size", Msg: fmt.Sprintf("must be at most the concurrency limit (%d): a batch is made of messages in flight", s.Concurrency.Max)}
 		}
 	}
 	if s.MaxInFlightBytes < 1024 {

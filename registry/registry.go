@@ -83,6 +83,9 @@ func (r *Registry) decode(name string, value []byte, offset int64) bool {
 		r.log.Error("skipping unreadable registry record", "offset", offset, "key", name, "err", err)
 		return false
 	}
+	// Entries written by an older version lack newer fields: fill in
+	// their defaults, as a fresh apply would.
+	e.Spec.Normalize()
 	e.Version = offset
 	r.entries[name] = e
 	return true

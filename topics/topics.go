@@ -22,6 +22,10 @@ var ErrTopicExists = errors.New("topic already exists")
 // ErrUnknownTopic is returned for a topic that does not exist where it must.
 var ErrUnknownTopic = errors.New("unknown topic")
 
+// ErrNoPartition is returned for a record aimed at a partition the topic
+// does not have.
+var ErrNoPartition = errors.New("no such partition")
+
 // Config configures a Client.
 type Config struct {
 	Brokers []string
@@ -278,7 +282,7 @@ func (c *Client) Produce(ctx context.Context, topic string, records []Record) ([
 		p := r.Partition
 		if p < 0 || p >= n {
 			if r.Partition >= n {
-				return nil, fmt.Errorf("producing to %s: partition %d does not exist (the topic has %d)", topic, r.Partition, n)
+				return nil, fmt.Errorf("producing to %s: %w: %d (the topic has %d)", topic, ErrNoPartition, r.Partition, n)
 			}
 			p = bal.Balance(kafka.Message{Key: r.Key}, all...)
 		}

@@ -32,6 +32,11 @@ they share each handler's partitions.`,
 					}
 				}
 			}
+			// Flags start at their defaults, so a zero here was typed: say
+			// so rather than quietly using the default.
+			if err := cfg.Validate(); err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
 			log, err := newLogger(env, logFormat, logLevel)
 			if err != nil {
 				return &ExitError{Code: ExitUsage, Err: err}
