@@ -30,6 +30,7 @@ func addClientCommands(root *cobra.Command, env Env) {
 		newPublishCmd(env, conn),
 		newTopicsCmd(env, conn),
 		newDLQCmd(env, conn),
+		newStatusCmd(env, conn),
 	)
 }
 

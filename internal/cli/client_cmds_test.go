@@ -191,6 +191,7 @@ func TestYAMLQuotesWhatWouldChangeType(t *testing.T) {
 		"      f-plain: text\n" +
 		"  ordering: key\n" +
 		"  concurrency: 16\n" +
+		"  maxInFlightBytes: 67108864\n" +
 		"  startFrom: earliest\n" +
 		"  timeout: 30s\n" +
 		"  retry:\n" +

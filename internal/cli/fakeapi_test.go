@@ -37,7 +37,13 @@ type fakeAPI struct {
 	// deadLetters holds each handler's dead-letter entries, newest first,
 	// with their payloads; listings leave the payloads out.
 	deadLetters map[string][]dlq.Entry
-	reqs        []fakeRequest
+	// overview is what GET /v1/overview answers. overviewStatus, when it
+	// has an entry for the nth overview request (counting from 1), makes
+	// that request fail with the status instead; overviews counts them.
+	overview       api.Overview
+	overviewStatus map[int]int
+	overviews      int
+	reqs           []fakeRequest
 }
 
 // fakeRequest is one request the fake received. Path is the escaped path
@@ -127,6 +133,16 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		reply(w, 201, f.topics[req.Name])
 	})
 	f.addDLQRoutes(mux)
+	mux.HandleFunc("GET /v1/overview", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.overviews++
+		if st := f.overviewStatus[f.overviews]; st != 0 {
+			reply(w, st, api.Error{Error: "overview unavailable"})
+			return
+		}
+		reply(w, 200, f.overview)
+	})
 
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -374,6 +390,20 @@ func reply(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// setOverview sets what GET /v1/overview answers.
+func (f *fakeAPI) setOverview(ov api.Overview) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.overview = ov
+}
+
+// overviewRequests returns how many overview requests the fake received.
+func (f *fakeAPI) overviewRequests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.overviews
 }
 
 func (f *fakeAPI) requests() []fakeRequest {

@@ -145,7 +145,7 @@ func newHandlerListCmd(env Env, conn *apiConn) *cobra.Command {
 			if h.Status != nil {
 				lag = fmt.Sprint(h.Status.Lag)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				h.Name, h.Spec.Topic, invoker(h.Spec), h.Spec.Ordering, h.Spec.Concurrency, state(h), lag)
 		}
 		return tw.Flush()
@@ -232,7 +232,7 @@ func describeHandler(w io.Writer, h api.Handler) error {
 		row("Invoker", "go")
 	}
 	row("Ordering", s.Ordering)
-	row("Concurrency", s.Concurrency)
+	row("Concurrency", s.Concurrency.String())
 	row("Start from", s.StartFrom)
 	if t := s.InvocationTimeout(); t > 0 {
 		row("Timeout", t)
@@ -277,10 +277,15 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	fmt.Fprintln(w)
 	tw = newTable(w)
 	parts := slices.Clone(h.Status.Partitions)
-	slices.SortFunc(parts, func(a, b consumers.PartitionStatus) int { return a.Partition - b.Partition })
-	fmt.Fprintln(tw, "PARTITION\tCOMMITTED\tFETCHED\tPENDING")
+	slices.SortFunc(parts, func(a, b consumers.PartitionStatus) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return a.Partition - b.Partition
+	})
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tFETCHED\tPENDING")
 	for _, p := range parts {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", p.Partition, offset(p.Committed), offset(p.Fetched), p.Pending)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", p.Topic, p.Partition, offset(p.Committed), offset(p.Fetched), p.Pending)
 	}
 	return tw.Flush()
 }

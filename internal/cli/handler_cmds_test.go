@@ -30,8 +30,8 @@ startFrom: latest
 
 // The bodies the two specs must be sent as: normalized, defaults filled in.
 var twoSpecBodies = []string{
-	`{"name":"orders-audit","topic":"orders","http":{"url":"http://audit.internal/hook","headers":{"x-team":"payments"}},"ordering":"key","concurrency":16,"startFrom":"earliest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-audit.dlq"}}`,
-	`{"name":"orders-mail","topic":"orders","go":{},"ordering":"partition","concurrency":4,"startFrom":"latest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-mail.dlq"}}`,
+	`{"name":"orders-audit","topic":"orders","http":{"url":"http://audit.internal/hook","headers":{"x-team":"payments"}},"ordering":"key","concurrency":16,"maxInFlightBytes":67108864,"startFrom":"earliest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-audit.dlq"}}`,
+	`{"name":"orders-mail","topic":"orders","go":{},"ordering":"partition","concurrency":4,"maxInFlightBytes":67108864,"startFrom":"latest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-mail.dlq"}}`,
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -85,7 +85,7 @@ func TestHandlerApplyJSONOutput(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
 		t.Fatalf("output is not a HandlerList: %v\n%s", err, r.stdout)
 	}
-	if len(l.Handlers) != 2 || l.Handlers[0].Name != "orders-audit" || l.Handlers[1].Spec.Concurrency != 4 {
+	if len(l.Handlers) != 2 || l.Handlers[0].Name != "orders-audit" || l.Handlers[1].Spec.Concurrency != handlers.Fixed(4) {
 		t.Errorf("output = %+v", l)
 	}
 }
@@ -112,7 +112,7 @@ func TestHandlerApplyRefused(t *testing.T) {
 			stdin:    "name: a\ntopic: t\ngo: {}\n---\nname: b\ntopic: t\ngo: {}\nconcurrency: many\n",
 			args:     []string{"-f", "-"},
 			wantCode: 2,
-			wantErr:  "error: stdin: concurrency: must be a whole number (document 2)\n",
+			wantErr:  "error: stdin: concurrency: must be a whole number or {min, max} (document 2)\n",
 		},
 		{
 			name:     "invalid value",
@@ -176,8 +176,9 @@ func seed(t *testing.T, f *fakeAPI) {
 	h.Status = &api.HandlerStatus{State: "running", Lag: 42}
 	h.Status.InFlight, h.Status.Limit, h.Status.Received, h.Status.Failed = 2, 16, 9, 1
 	h.Status.Partitions = []consumers.PartitionStatus{
-		{Partition: 1, Committed: -2, Fetched: -1},
-		{Partition: 0, Committed: 5, Fetched: 7, Pending: 2},
+		{Topic: "orders", Partition: 1, Committed: -2, Fetched: -1},
+		{Topic: "orders", Partition: 0, Committed: 5, Fetched: 7, Pending: 2},
+		{Topic: "__sluice.orders-audit.replay", Partition: 0, Committed: -2, Fetched: -1},
 	}
 	f.handlers["orders-audit"] = h
 	f.mu.Unlock()
@@ -254,9 +255,10 @@ func TestHandlerGet(t *testing.T) {
 		"Dead-lettered:   0\n" +
 		"Commits:         0 (0 failed)\n" +
 		"\n" +
-		"PARTITION   COMMITTED   FETCHED   PENDING\n" +
-		"0           5           7         2\n" +
-		"1           -           -         0\n"
+		"TOPIC                          PARTITION   COMMITTED   FETCHED   PENDING\n" +
+		"__sluice.orders-audit.replay   0           -           -         0\n" +
+		"orders                         0           5           7         2\n" +
+		"orders                         1           -           -         0\n"
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("code %d, stdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
 	}
@@ -277,7 +279,7 @@ func TestHandlerGet(t *testing.T) {
 			if err != nil {
 				t.Fatalf("output does not read back as an api.Handler: %v\n%s", err, r.stdout)
 			}
-			spec := handlers.Spec{Name: "orders-mail", Topic: "orders", Go: &handlers.GoSpec{}, Ordering: "partition", Concurrency: 4, StartFrom: "latest"}
+			spec := handlers.Spec{Name: "orders-mail", Topic: "orders", Go: &handlers.GoSpec{}, Ordering: "partition", Concurrency: handlers.Fixed(4), StartFrom: "latest"}
 			spec.Normalize()
 			want := api.Handler{
 				Name:      "orders-mail",
