@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/topics"
 )
 
@@ -33,6 +34,9 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 		} else {
 			h.Invoker = "go"
 		}
+		var counts consumers.Status
+		a.sup.countersOf(t.Spec.Name).Fill(&counts)
+		h.DeadLettered, h.Succeeded, h.Failed = counts.DeadLettered, counts.Succeeded, counts.Failed
 		switch {
 		case t.Paused:
 			h.State = "paused"
@@ -40,7 +44,6 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 			st := t.Runner.Status()
 			h.State = st.State
 			h.ConcurrencyLimit, h.InFlight = st.Limit, st.InFlight
-			h.DeadLettered, h.Succeeded, h.Failed = st.DeadLettered, st.Succeeded, st.Failed
 			if st.Breaker != nil {
 				h.BreakerState = st.Breaker.State
 			}

@@ -22,6 +22,9 @@ type supervisor struct {
 	mapMu   sync.Mutex // guards runners, held briefly
 	runners map[string]*running
 	goDone  bool
+	// counters outlive runners, so a handler's counts keep growing across
+	// restarts, pauses and spec changes on this node.
+	counters map[string]*consumers.Counters
 }
 
 type running struct {
@@ -32,7 +35,7 @@ type running struct {
 }
 
 func newSupervisor(a *App) *supervisor {
-	return &supervisor{a: a, runners: make(map[string]*running)}
+	return &supervisor{a: a, runners: make(map[string]*running), counters: make(map[string]*consumers.Counters)}
 }
 
 func (s *supervisor) run(ctx context.Context) {
@@ -163,6 +166,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		DeadLetter:     s.a.dlq,
 		Parker:         s.a.dlq,
 		Hooks:          s.a.instr.Hooks(spec),
+		Counters:       s.countersOf(spec.Name),
 		Logger:         s.a.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -221,6 +225,17 @@ func (s *supervisor) stopAll() {
 	}
 	s.mapMu.Unlock()
 	stopRunners(rs)
+}
+
+func (s *supervisor) countersOf(name string) *consumers.Counters {
+	s.mapMu.Lock()
+	defer s.mapMu.Unlock()
+	c, ok := s.counters[name]
+	if !ok {
+		c = &consumers.Counters{}
+		s.counters[name] = c
+	}
+	return c
 }
 
 // runner returns the runner of name, if this node runs it.

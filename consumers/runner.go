@@ -34,6 +34,10 @@ type Options struct {
 	// AdaptWindow is how often an adaptive limit is reconsidered. Default
 	// 250ms.
 	AdaptWindow time.Duration
+	// Counters, if set, are the handler's counters to add to; a caller that
+	// restarts runners (a spec change, pause and resume) passes the same
+	// ones so the counts keep growing. Default: new ones.
+	Counters *Counters
 	// Hooks observe the engine for metrics and traces; nil fields are
 	// skipped.
 	Hooks Hooks
@@ -100,17 +104,8 @@ type Runner struct {
 	state      string
 	lastErr    string
 
-	received     atomic.Uint64
-	succeeded    atomic.Uint64
-	failed       atomic.Uint64
-	retried      atomic.Uint64
-	parked       atomic.Uint64
-	replayed     atomic.Uint64
-	deadLettered atomic.Uint64
-	commits      atomic.Uint64
-	commitErr    atomic.Uint64
-	rebalances   atomic.Uint64
-	running      atomic.Int64
+	*Counters
+	running atomic.Int64
 }
 
 // NewRunner returns a runner for a normalized, valid spec.
@@ -133,6 +128,10 @@ func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Option
 		gate:    newGate(start, spec.MaxInFlightBytes),
 		adapt:   adapt,
 		state:   "starting",
+	}
+	r.Counters = opts.Counters
+	if r.Counters == nil {
+		r.Counters = &Counters{}
 	}
 	if bi, ok := inv.(handlers.BatchInvoker); ok && spec.Batch != nil && spec.Batch.Size > 1 {
 		r.batch = newBatcher(r, bi, spec.Batch)
@@ -529,16 +528,7 @@ func (r *Runner) Status() Status {
 	ps := r.partitions
 	r.mu.Unlock()
 	st.InFlight, st.InFlightBytes, st.Limit = r.gate.state()
-	st.Received = r.received.Load()
-	st.Succeeded = r.succeeded.Load()
-	st.Failed = r.failed.Load()
-	st.Retried = r.retried.Load()
-	st.DeadLettered = r.deadLettered.Load()
-	st.Parked = r.parked.Load()
-	st.Replayed = r.replayed.Load()
-	st.Commits = r.commits.Load()
-	st.CommitErrs = r.commitErr.Load()
-	st.Rebalances = r.rebalances.Load()
+	r.Counters.Fill(&st)
 	st.Breaker = r.br.status()
 	if st.State == "running" && st.Breaker.State == "open" {
 		st.State = "breaker-open"
@@ -560,4 +550,32 @@ func (r *Runner) adaptLimit() {
 	if l, changed := r.adapt.update(time.Now(), r.gate.takePeak()); changed {
 		r.gate.setLimit(l)
 	}
+}
+
+// Counters count what a handler's runners did; safe for concurrent use.
+type Counters struct {
+	received     atomic.Uint64
+	succeeded    atomic.Uint64
+	failed       atomic.Uint64
+	retried      atomic.Uint64
+	parked       atomic.Uint64
+	replayed     atomic.Uint64
+	deadLettered atomic.Uint64
+	commits      atomic.Uint64
+	commitErr    atomic.Uint64
+	rebalances   atomic.Uint64
+}
+
+// Fill copies the counts into st.
+func (c *Counters) Fill(st *Status) {
+	st.Received = c.received.Load()
+	st.Succeeded = c.succeeded.Load()
+	st.Failed = c.failed.Load()
+	st.Retried = c.retried.Load()
+	st.Parked = c.parked.Load()
+	st.Replayed = c.replayed.Load()
+	st.DeadLettered = c.deadLettered.Load()
+	st.Commits = c.commits.Load()
+	st.CommitErrs = c.commitErr.Load()
+	st.Rebalances = c.rebalances.Load()
 }

@@ -47,10 +47,11 @@ func OTLPConfigured(signal string) bool {
 // Setup builds the providers for one node. Each node gets its own registry,
 // so several nodes can live in one process (as in tests).
 func Setup(ctx context.Context, nodeID string) (*Telemetry, error) {
+	// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, win.
 	res, err := resource.New(ctx, resource.WithAttributes(
 		attribute.String("service.name", "sluice"),
 		attribute.String("service.instance.id", nodeID),
-	))
+	), resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
 		return nil, err
 	}
