@@ -21,7 +21,7 @@ test-short:
 	$(GO) test -count=1 -short ./...
 
 bench:
-	cd bench && $(GO) run ./cmd/sluicebench
+	cd bench && $(GO) run -mod=mod ./cmd/sluicebench
 
 soak:
 	SLUICE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run Soak -v ./e2e

@@ -141,8 +141,11 @@ type result struct {
 	toFirst   time.Duration // from start to the first finished message
 	steady    time.Duration // from the first to the last counted message
 	stopTook  time.Duration
-	capped    bool // stopped at the family's limit before processing all
+	cpu       time.Duration // process CPU time over the wall window
+	others    time.Duration // CPU time other processes used over the window
+	capped    bool          // stopped at the family's limit before processing all
 	err       error
+	spread    string // the report's min-max wall rate over the rounds
 }
 
 func (r result) wallRate() float64 {
@@ -159,9 +162,30 @@ func (r result) steadyRate() float64 {
 	return float64(r.processed-1) / r.steady.Seconds()
 }
 
+// cpuPerMsg is the process CPU time per processed message.
+func (r result) cpuPerMsg() time.Duration {
+	if r.processed == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.processed)
+}
+
+// othersShare is the share of the machine's CPUs that other processes
+// used during the run: a run with a large share was disturbed.
+func (r result) othersShare() float64 {
+	if r.wall <= 0 {
+		return 0
+	}
+	return r.others.Seconds() / (r.wall.Seconds() * float64(runtime.NumCPU()))
+}
+
 func (r result) summary() string {
-	s := fmt.Sprintf("%d msgs in %s = %.0f msgs/s (steady %.0f msgs/s after %s to the first); stop took %s",
-		r.processed, r.wall.Round(time.Millisecond), r.wallRate(), r.steadyRate(), r.toFirst.Round(time.Millisecond), r.stopTook.Round(time.Millisecond))
+	s := fmt.Sprintf("%d msgs in %s = %.0f msgs/s (steady %.0f msgs/s after %s to the first), CPU %s/msg; stop took %s",
+		r.processed, r.wall.Round(time.Millisecond), r.wallRate(), r.steadyRate(), r.toFirst.Round(time.Millisecond),
+		r.cpuPerMsg(), r.stopTook.Round(time.Millisecond))
+	if sh := r.othersShare(); sh >= 0.05 {
+		s += fmt.Sprintf("; other processes used %.0f%% of the CPUs", 100*sh)
+	}
 	if r.capped {
 		s += fmt.Sprintf("; stopped at the %s limit", r.family.limit)
 	}
@@ -215,15 +239,20 @@ func (b *bench) measure(ctx context.Context, f family, peer string, round int) r
 	}
 
 	runtime.GC()
+	b.waitQuiet(ctx)
 	stopProfile := b.startProfile(f, peer, round)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- consumers[peer](runCtx, spec) }()
 
-	var t0 time.Time
+	var (
+		t0          time.Time
+		cpu0, busy0 time.Duration
+	)
 	select {
 	case t0 = <-started:
+		cpu0, busy0 = processCPU(), machineBusy()
 	case err := <-done:
 		stopProfile()
 		res.err = fmt.Errorf("did not start: %w", err)
@@ -258,6 +287,10 @@ func (b *bench) measure(ctx context.Context, f family, peer string, round int) r
 			res.err = ctx.Err()
 		}
 		limit.Stop()
+		res.cpu = processCPU() - cpu0
+		if busy0 > 0 {
+			res.others = max(0, machineBusy()-busy0-res.cpu)
+		}
 		res.wall = end.Sub(t0)
 		if ns := first.Load(); ns != 0 {
 			firstAt := time.Unix(0, ns)
@@ -281,6 +314,34 @@ func (b *bench) measure(ctx context.Context, f family, peer string, round int) r
 	}
 	res.stopTook = time.Since(stopAt)
 	return res
+}
+
+// waitQuiet waits, up to -quiet-wait, until other processes leave the
+// CPUs alone for a second (under 10% of them busy), so that a build or a
+// test run elsewhere on the machine does not land inside a measurement.
+func (b *bench) waitQuiet(ctx context.Context) {
+	if b.opts.quietWait <= 0 || machineBusy() == 0 {
+		return
+	}
+	const window = time.Second
+	deadline := time.Now().Add(b.opts.quietWait)
+	for {
+		busy0, cpu0 := machineBusy(), processCPU()
+		select {
+		case <-time.After(window):
+		case <-ctx.Done():
+			return
+		}
+		others := machineBusy() - busy0 - (processCPU() - cpu0)
+		share := others.Seconds() / (window.Seconds() * float64(runtime.NumCPU()))
+		if share < 0.10 {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(b.out, "  (other processes still use %.0f%% of the CPUs after waiting %s; measuring anyway)\n", 100*share, b.opts.quietWait)
+			return
+		}
+	}
 }
 
 // startProfile writes a CPU profile of one run when -cpuprofile is set.

@@ -43,6 +43,7 @@ type options struct {
 	timeout      time.Duration
 	rounds       int
 	cpuProfile   string
+	quietWait    time.Duration
 	verbose      bool
 }
 
@@ -117,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long and report what it processed")
 	fs.IntVar(&o.rounds, "rounds", 1, "runs per peer; the table shows the median")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each run to `prefix`.<scenario>.<peer>.<round>.pprof")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for other processes to leave the CPUs idle; 0 does not wait")
 	fs.BoolVar(&o.verbose, "v", false, "log at info level (default: errors only)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/handlers"
 )
 
 const (
@@ -24,8 +24,8 @@ const (
 )
 
 var consumers = map[string]consumer{
-	peerSluiceKey:  func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, handlers.OrderingKey) },
-	peerSluiceNone: func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, handlers.OrderingNone) },
+	peerSluiceKey:  func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "key") },
+	peerSluiceNone: func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "none") },
 	peerKafkaGo:    runKafkaGo,
 	peerWatermill:  runWatermill,
 }
@@ -34,7 +34,7 @@ var consumers = map[string]consumer{
 // handler. The node joins the group itself; the clock starts once it has
 // started (API listening), so it includes registering the handler and
 // joining the group.
-func runSluice(ctx context.Context, c consumeSpec, ordering handlers.Ordering) error {
+func runSluice(ctx context.Context, c consumeSpec, ordering string) error {
 	app, err := sluice.New(
 		sluice.WithBrokers(c.brokers...),
 		sluice.WithHTTPAddr("127.0.0.1:0"),
@@ -43,7 +43,13 @@ func runSluice(ctx context.Context, c consumeSpec, ordering handlers.Ordering) e
 	if err != nil {
 		return err
 	}
-	spec := sluice.Spec{Name: c.name, Topic: c.topic, Ordering: ordering, Concurrency: c.concurrency}
+	// The spec is built from its JSON form, the API's stable contract, so
+	// this program keeps compiling as the Go types of Spec's fields evolve.
+	var spec sluice.Spec
+	js, _ := json.Marshal(map[string]any{"name": c.name, "topic": c.topic, "ordering": ordering, "concurrency": c.concurrency})
+	if err := json.Unmarshal(js, &spec); err != nil {
+		return fmt.Errorf("handler spec: %w", err)
+	}
 	err = app.Handle(spec, func(context.Context, *sluice.Message) error {
 		c.handle()
 		return nil

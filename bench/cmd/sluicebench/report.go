@@ -23,7 +23,13 @@ func report(w io.Writer, o options, results []result) {
 				}
 			}
 			if len(rs) > 0 {
-				rows = append(rows, median(rs))
+				m := median(rs)
+				lo, hi := rs[0].wallRate(), rs[0].wallRate()
+				for _, r := range rs {
+					lo, hi = min(lo, r.wallRate()), max(hi, r.wallRate())
+				}
+				m.spread = fmt.Sprintf("%.0f-%.0f", lo, hi)
+				rows = append(rows, m)
 			}
 		}
 		if len(rows) == 0 {
@@ -36,7 +42,7 @@ func report(w io.Writer, o options, results []result) {
 		}
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "peer\tprocessed\twall\tmsgs/s\tto first msg\tsteady msgs/s\t\tnote")
+		fmt.Fprintln(tw, "peer\tprocessed\twall\tmsgs/s\tmin-max msgs/s\tto first msg\tsteady msgs/s\tCPU/msg\tothers' CPU\t\tnote")
 		for _, r := range rows {
 			note := ""
 			switch {
@@ -45,12 +51,12 @@ func report(w io.Writer, o options, results []result) {
 			case r.capped:
 				note = fmt.Sprintf("stopped at %s", f.limit)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.0f\t\t%s\n", r.peer, r.processed, r.wall.Round(time.Millisecond),
-				r.wallRate(), r.toFirst.Round(time.Millisecond), r.steadyRate(), note)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%.0f\t%s\t%.0f%%\t\t%s\n", r.peer, r.processed, r.wall.Round(time.Millisecond),
+				r.wallRate(), r.spread, r.toFirst.Round(time.Millisecond), r.steadyRate(), r.cpuPerMsg().Round(10*time.Nanosecond), 100*r.othersShare(), note)
 		}
 		tw.Flush()
 
-		fmt.Fprintln(w, "ratios (wall msgs/s; steady msgs/s):")
+		fmt.Fprintln(w, "Sluice / peer: wall msgs/s ; steady msgs/s (CPU per message, lower is cheaper):")
 		for _, s := range rows {
 			if !strings.HasPrefix(s.peer, "sluice") {
 				continue
@@ -59,7 +65,8 @@ func report(w io.Writer, o options, results []result) {
 				if strings.HasPrefix(p.peer, "sluice") {
 					continue
 				}
-				fmt.Fprintf(w, "  %-11s / %-9s  %6s ; %6s\n", s.peer, p.peer, ratio(s.wallRate(), p.wallRate()), ratio(s.steadyRate(), p.steadyRate()))
+				fmt.Fprintf(w, "  %-11s / %-9s  %7s ; %7s   (CPU per message: %s)\n", s.peer, p.peer,
+					ratio(s.wallRate(), p.wallRate()), ratio(s.steadyRate(), p.steadyRate()), ratio(float64(s.cpuPerMsg()), float64(p.cpuPerMsg())))
 			}
 		}
 		if f.delay > 0 {
