@@ -82,7 +82,7 @@ func (b *batcher) flush(parent context.Context, batch []*pending) {
 	ctx, cancel := context.WithTimeout(parent, r.timeout)
 	defer cancel()
 	ms := make([]*handlers.Message, len(batch))
-	ends := make([]func(error, time.Duration), len(batch))
+	ends := make([]func(error), len(batch))
 	for i, p := range batch {
 		ms[i] = p.m
 		if r.opts.Hooks.Invoke != nil {
@@ -103,7 +103,10 @@ func (b *batcher) flush(parent context.Context, batch []*pending) {
 			e = be.Failed[p.m]
 		}
 		if ends[i] != nil {
-			ends[i](e, d)
+			ends[i](e)
+		}
+		if r.opts.Hooks.Done != nil {
+			r.opts.Hooks.Done(p.m, e, d)
 		}
 		if r.adapt != nil {
 			r.adapt.observe(d, e != nil && classify(e).outage)

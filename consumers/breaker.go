@@ -3,6 +3,7 @@ package consumers
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -16,6 +17,10 @@ import (
 // fetches and invokes nothing.
 type breaker struct {
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+
+	// notClosed is false while the breaker is closed: the fetch path reads
+	// it without taking gobreaker's lock.
+	notClosed atomic.Bool
 
 	mu      sync.Mutex
 	changed time.Time
@@ -42,6 +47,7 @@ func newBreaker(name string, spec *handlers.BreakerSpec) *breaker {
 		},
 		IsSuccessful: func(err error) bool { return !errors.Is(err, errOutage) },
 		OnStateChange: func(_ string, _, to gobreaker.State) {
+			b.notClosed.Store(to != gobreaker.StateClosed)
 			b.mu.Lock()
 			b.changed = time.Now()
 			if to == gobreaker.StateOpen {
@@ -57,7 +63,7 @@ func newBreaker(name string, spec *handlers.BreakerSpec) *breaker {
 
 // state is closed, half-open or open. A nil breaker is always closed.
 func (b *breaker) state() gobreaker.State {
-	if b == nil {
+	if !b.tripped() {
 		return gobreaker.StateClosed
 	}
 	return b.cb.State()
@@ -99,3 +105,6 @@ func (b *breaker) status() *BreakerStatus {
 	defer b.mu.Unlock()
 	return &BreakerStatus{State: st.String(), ChangedAt: b.changed, Opened: b.opened}
 }
+
+// tripped reports whether the breaker is open or half-open; cheap.
+func (b *breaker) tripped() bool { return b != nil && b.notClosed.Load() }

@@ -23,7 +23,7 @@ import (
 // breaker is tripped, retry without charging an attempt; otherwise charge
 // an attempt and, with attempts left, back off (at least Retry-After) and
 // retry, else dead-letter.
-func (r *Runner) process(ss *session, w *work) {
+func (r *Runner) process(ctx context.Context, ss *session, w *work) {
 	defer r.gate.release(w.size)
 	retry := r.spec.Retry
 	var (
@@ -36,46 +36,51 @@ func (r *Runner) process(ss *session, w *work) {
 	if !firstParked.IsZero() {
 		first = firstParked
 	}
-	delivered = prior
+	delivered = prior + w.tries
 	for {
-		if ss.draining.Load() {
-			return
-		}
-		done, ok := r.waitBreaker(ss)
-		if !ok {
-			return
-		}
-		if r.limiter != nil {
-			if err := r.limiter.Wait(ss.work); err != nil {
+		var err error
+		if w.pending != nil {
+			// The fetch loop's inline attempt failed; carry on from it.
+			err, w.pending = w.pending, nil
+		} else {
+			if ss.draining.Load() {
+				return
+			}
+			done, ok := r.waitBreaker(ss)
+			if !ok {
+				return
+			}
+			if r.limiter != nil {
+				if err := r.limiter.Wait(ctx); err != nil {
+					done(nil)
+					return
+				}
+			}
+			delivered++
+			w.msg.Attempt = delivered
+			if r.batch != nil {
+				err = r.batch.invoke(&w.msg)
+			} else {
+				err = r.invoke(ctx, &w.msg)
+			}
+			if err == nil {
+				done(nil)
+				r.succeeded.Add(1)
+				w.p.tr.finish(w.seq)
+				return
+			}
+			if ctx.Err() != nil { // abandoned by the drain deadline
 				done(nil)
 				return
 			}
-		}
-		delivered++
-		w.msg.Attempt = delivered
-		var err error
-		if r.batch != nil {
-			err = r.batch.invoke(&w.msg)
-		} else {
-			err = r.invoke(ss.work, &w.msg)
-		}
-		if err == nil {
-			done(nil)
-			r.succeeded.Add(1)
-			w.p.tr.finish(w.seq)
-			return
+			if classify(err).outage {
+				done(errOutage)
+			} else {
+				done(nil)
+			}
+			r.failed.Add(1)
 		}
 		v := classify(err)
-		if ss.work.Err() != nil { // abandoned by the drain deadline
-			done(nil)
-			return
-		}
-		if v.outage {
-			done(errOutage)
-		} else {
-			done(nil)
-		}
-		r.failed.Add(1)
 		now := time.Now()
 		if first.IsZero() {
 			first = now
@@ -126,15 +131,69 @@ func (r *Runner) process(ss *session, w *work) {
 	}
 }
 
+// inlineBelow is the recent invocation latency under which the fetch loop
+// runs a message itself instead of handing it to a worker: for a handler
+// that fast, the handoff would cost more than the work.
+const inlineBelow = 50 * time.Microsecond
+
+// tryInline runs w's first attempt on the fetch loop's own goroutine when
+// the handler is fast and nothing must run before w. It reports whether w
+// reached its outcome; if not, w carries the failed attempt (pending) for
+// process to continue on a worker, so a retrying message never holds up
+// the partition.
+func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, key string, ordered bool) bool {
+	if r.batch != nil || r.limiter != nil || time.Duration(r.recentNs.Load()) >= inlineBelow || r.br.tripped() || ss.draining.Load() {
+		return false
+	}
+	if _, parked := w.msg.Header(handlers.HeaderRetryStage); parked {
+		return false
+	}
+	if ordered {
+		p := w.p
+		p.mu.Lock()
+		_, busy := p.chains[key]
+		p.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	done, ok := r.br.allow()
+	if !ok {
+		return false
+	}
+	w.msg.Attempt = 1
+	err := r.invoke(ctx, &w.msg)
+	if err == nil {
+		done(nil)
+		r.succeeded.Add(1)
+		w.p.tr.finish(w.seq)
+		r.gate.release(w.size)
+		return true
+	}
+	if ctx.Err() != nil { // abandoned: unfinished, so redelivered
+		done(nil)
+		r.gate.release(w.size)
+		return true
+	}
+	if classify(err).outage {
+		done(errOutage)
+	} else {
+		done(nil)
+	}
+	r.failed.Add(1)
+	w.tries, w.pending = 1, err
+	return false
+}
+
 // invoke runs the invoker under the per-invocation timeout.
 func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
-	ctx, cancel := context.WithTimeout(parent, r.timeout)
+	start := time.Now()
+	ctx, cancel := context.WithDeadline(parent, start.Add(r.timeout))
 	defer cancel()
-	var end func(error, time.Duration)
+	var end func(error)
 	if r.opts.Hooks.Invoke != nil {
 		ctx, end = r.opts.Hooks.Invoke(ctx, m)
 	}
-	start := time.Now()
 	err := r.invoker.Invoke(ctx, m)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 		var te *handlers.TimeoutError
@@ -143,8 +202,12 @@ func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
 		}
 	}
 	d := time.Since(start)
+	r.recentNs.Store((7*r.recentNs.Load() + int64(d)) / 8)
 	if end != nil {
-		end(err, d)
+		end(err)
+	}
+	if r.opts.Hooks.Done != nil {
+		r.opts.Hooks.Done(m, err, d)
 	}
 	if r.adapt != nil {
 		r.adapt.observe(d, err != nil && classify(err).outage)

@@ -48,9 +48,12 @@ type Options struct {
 // Hooks observe invocations. They run on the invoking goroutine and must be
 // cheap and safe for concurrent use.
 type Hooks struct {
-	// Invoke wraps one invocation: it may add to ctx (a span) and returns a
-	// function called with the outcome.
-	Invoke func(ctx context.Context, m *handlers.Message) (context.Context, func(err error, d time.Duration))
+	// Invoke wraps one invocation: it may add trace context to ctx, and
+	// returns a function to call with the outcome (nil when there is
+	// nothing to end).
+	Invoke func(ctx context.Context, m *handlers.Message) (context.Context, func(err error))
+	// Done observes every finished invocation.
+	Done func(m *handlers.Message, err error, d time.Duration)
 	// Commit is told of every offset commit and its outcome.
 	Commit func(d time.Duration, err error)
 }
@@ -98,6 +101,8 @@ type Runner struct {
 	gate    *gate
 	adapt   *adaptive
 	batch   *batcher
+	// recentNs is a moving average of invocation latency (ns).
+	recentNs atomic.Int64
 
 	mu         sync.Mutex
 	partitions []*partition
@@ -189,6 +194,7 @@ type session struct {
 	work     context.Context // invocations; outlives the assignment by DrainTimeout
 	draining atomic.Bool
 	drainCh  chan struct{}
+	workers  *workerPool
 	running  sync.WaitGroup // goroutines invoking handlers
 }
 
@@ -209,13 +215,16 @@ type work struct {
 	seq  uint64
 	size int64
 	p    *partition
+	// tries and pending carry a failed inline attempt over to process.
+	tries   int
+	pending error
 }
 
 func (r *Runner) session(s Session) {
 	ctx := s.Context()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	ss := &session{src: s, work: workCtx, drainCh: make(chan struct{})}
+	ss := &session{src: s, work: workCtx, drainCh: make(chan struct{}), workers: newWorkerPool()}
 	if r.batch != nil {
 		r.batch.start(workCtx)
 	}
@@ -280,6 +289,7 @@ loop:
 				"in_flight", r.running.Load())
 		}
 	}
+	ss.workers.close()
 	if r.batch != nil {
 		select {
 		case <-drained: // no invocation can still be waiting on a batch
@@ -361,6 +371,9 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		}
 	}
 	defer rd.Close()
+	// Inline invocations outlive the assignment like a worker's do.
+	wctx, cancel := context.WithCancel(ss.work)
+	defer cancel()
 	backoff := 100 * time.Millisecond
 	for {
 		for p.tr.pending() >= r.opts.MaxPendingPerPartition {
@@ -409,23 +422,31 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 			r.replayed.Add(1)
 		}
 		restoreSource(&w.msg)
-		r.dispatch(ss, w)
+		r.dispatch(wctx, ss, w)
 	}
 }
 
-// dispatch starts w now or queues it behind the message it must follow.
-func (r *Runner) dispatch(ss *session, w *work) {
+// dispatch runs w inline when it can (tryInline), else starts it on a
+// worker or queues it behind the message it must follow.
+func (r *Runner) dispatch(ctx context.Context, ss *session, w *work) {
 	var key string
 	switch r.spec.Ordering {
 	case handlers.OrderingNone:
-		r.start(ss, w, "", nil)
+		if !r.tryInline(ctx, ss, w, "", false) {
+			r.start(ss, w, "", nil)
+		}
 		return
 	case handlers.OrderingKey:
 		if len(w.msg.Key) == 0 {
-			r.start(ss, w, "", nil)
+			if !r.tryInline(ctx, ss, w, "", false) {
+				r.start(ss, w, "", nil)
+			}
 			return
 		}
 		key = string(w.msg.Key)
+	}
+	if w.pending == nil && r.tryInline(ctx, ss, w, key, true) {
+		return
 	}
 	p := w.p
 	p.mu.Lock()
@@ -440,35 +461,69 @@ func (r *Runner) dispatch(ss *session, w *work) {
 	r.start(ss, w, key, c)
 }
 
-// start runs w on a new goroutine, then the rest of its chain, if any.
+// start runs w, then the rest of its chain if any, on an idle worker of
+// the session or a new one.
 func (r *Runner) start(ss *session, w *work, key string, c *chain) {
 	ss.running.Add(1)
 	r.running.Add(1)
-	go func() {
-		defer ss.running.Done()
-		defer r.running.Add(-1)
-		for {
-			r.process(ss, w)
-			if c == nil {
-				return
-			}
-			p := w.p
-			p.mu.Lock()
-			if len(c.queue) == 0 || ss.draining.Load() {
-				abandoned := c.queue
-				delete(p.chains, key)
-				p.mu.Unlock()
-				for _, a := range abandoned {
-					r.gate.release(a.size)
-				}
-				return
-			}
-			w = c.queue[0]
-			c.queue[0] = nil
-			c.queue = c.queue[1:]
-			p.mu.Unlock()
+	j := job{w: w, key: key, c: c}
+	if ws := ss.workers.get(); ws != nil {
+		ws.ch <- j
+		return
+	}
+	go r.worker(ss, &workerSlot{ch: make(chan job, 1)}, j)
+}
+
+// job is a message to run and, for ordered handlers, the chain it heads.
+type job struct {
+	w   *work
+	key string
+	c   *chain
+}
+
+func (r *Runner) worker(ss *session, ws *workerSlot, j job) {
+	// A context per worker keeps the per-invocation timeouts from all
+	// registering with (and contending on) the session's context.
+	ctx, cancel := context.WithCancel(ss.work)
+	defer cancel()
+	for {
+		r.runChain(ctx, ss, j)
+		if !ss.workers.put(ws) {
+			return
 		}
-	}()
+		if j = <-ws.ch; j.w == nil {
+			return
+		}
+	}
+}
+
+// runChain processes j's message and then, while its chain has more, the
+// next ones in order.
+func (r *Runner) runChain(ctx context.Context, ss *session, j job) {
+	defer ss.running.Done()
+	defer r.running.Add(-1)
+	w, c := j.w, j.c
+	for {
+		r.process(ctx, ss, w)
+		if c == nil {
+			return
+		}
+		p := w.p
+		p.mu.Lock()
+		if len(c.queue) == 0 || ss.draining.Load() {
+			abandoned := c.queue
+			delete(p.chains, j.key)
+			p.mu.Unlock()
+			for _, a := range abandoned {
+				r.gate.release(a.size)
+			}
+			return
+		}
+		w = c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		p.mu.Unlock()
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

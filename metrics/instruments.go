@@ -2,6 +2,9 @@ package metrics
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -18,13 +21,23 @@ import (
 // and gauges are observed from the runners at collection time, so the hot
 // path pays only for the two histograms and the span.
 type Instruments struct {
-	t        *Telemetry
-	sampler  *Sampler
-	duration metric.Float64Histogram
-	delay    metric.Float64Histogram
-	commit   metric.Float64Histogram
-	reg      metric.Registration
+	t       *Telemetry
+	sampler *Sampler
+	commit  metric.Float64Histogram
+	reg     metric.Registration
 }
+
+var (
+	durationBounds = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	delayBounds    = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
+)
+
+const (
+	durationName = "messaging.process.duration"
+	durationDesc = "Duration of one handler invocation."
+	delayName    = "sluice.message.delay"
+	delayDesc    = "Time from the message's timestamp to the end of its successful handling."
+)
 
 // NewInstruments creates the instruments; targets lists the handlers to
 // observe at each collection.
@@ -32,16 +45,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 	m := t.Meter
 	in := &Instruments{t: t, sampler: sampler}
 	var err error
-	secs := metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-	if in.duration, err = m.Float64Histogram("messaging.process.duration", metric.WithUnit("s"),
-		metric.WithDescription("Duration of one handler invocation."), secs); err != nil {
-		return nil, err
-	}
-	if in.delay, err = m.Float64Histogram("sluice.message.delay", metric.WithUnit("s"),
-		metric.WithDescription("Time from the message's timestamp to the end of its successful handling."),
-		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)); err != nil {
-		return nil, err
-	}
+	secs := metric.WithExplicitBucketBoundaries(durationBounds...)
 	if in.commit, err = m.Float64Histogram("sluice.commit.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of one offset commit."), secs); err != nil {
 		return nil, err
@@ -139,60 +143,92 @@ func handlerAttrs(spec handlers.Spec) []attribute.KeyValue {
 	}
 }
 
-// Hooks returns the engine hooks for one handler: a consumer span per
-// invocation (child of the trace context the producer put in the message's
-// headers, so a retry is a new span under the same parent), the duration
-// and delay histograms, and the sampler's latency record.
+// Hooks returns the engine hooks for one handler: the trace context of each
+// invocation, and the duration and delay histograms and the sampler's
+// latency record.
+//
+// Tracing costs only what it must. When spans are exported (OTLP
+// configured), every invocation gets a consumer span, child of the trace
+// context the producer put in the message's headers (so a retry is a new
+// span under the same parent). When they are not, a message that carries
+// a traceparent gets a child span context (a new span id, nothing
+// recorded) that the HTTP invoker passes on, and a message without one
+// costs nothing.
 func (in *Instruments) Hooks(spec handlers.Spec) consumers.Hooks {
 	set := attribute.NewSet(handlerAttrs(spec)...)
-	okSet := metric.WithAttributeSet(attribute.NewSet(append(handlerAttrs(spec), attribute.String("sluice.outcome", "success"))...))
-	errSet := metric.WithAttributeSet(attribute.NewSet(append(handlerAttrs(spec), attribute.String("sluice.outcome", "failure"))...))
-	delaySet := metric.WithAttributeSet(set)
+	hp := in.t.hists
+	okHist := hp.series(durationName, durationDesc, durationBounds, attribute.NewSet(append(handlerAttrs(spec), attribute.String("sluice.outcome", "success"))...))
+	errHist := hp.series(durationName, durationDesc, durationBounds, attribute.NewSet(append(handlerAttrs(spec), attribute.String("sluice.outcome", "failure"))...))
+	delayHist := hp.series(delayName, delayDesc, delayBounds, set)
+	commitSet := metric.WithAttributeSet(set)
 	name := "process " + spec.Topic
 	group := spec.Group()
-	return consumers.Hooks{
-		Invoke: func(ctx context.Context, m *handlers.Message) (context.Context, func(error, time.Duration)) {
-			parent := in.t.Propagator.Extract(ctx, headerCarrier{m})
-			psc := trace.SpanContextFromContext(parent)
-			opts := []trace.SpanStartOption{
-				trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithAttributes(
-					attribute.String("messaging.system", "kafka"),
-					attribute.String("messaging.operation.type", "process"),
-					attribute.String("messaging.destination.name", m.Topic),
-					attribute.String("messaging.destination.partition.id", itoa(m.Partition)),
-					attribute.Int64("messaging.kafka.offset", m.Offset),
-					attribute.String("messaging.consumer.group.name", group),
-					attribute.String("messaging.message.id", m.ID()),
-					attribute.Int("sluice.attempt", m.Attempt),
-				),
-			}
-			if psc.IsValid() {
-				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: psc}))
-			}
-			ctx, span := in.t.Tracer.Start(trace.ContextWithRemoteSpanContext(ctx, psc), name, opts...)
-			return ctx, func(err error, d time.Duration) {
-				secs := d.Seconds()
-				if err != nil {
-					span.RecordError(err)
-					span.SetStatus(codes.Error, err.Error())
-					in.duration.Record(ctx, secs, errSet)
-				} else {
-					in.duration.Record(ctx, secs, okSet)
-					if !m.Time.IsZero() {
-						in.delay.Record(ctx, time.Since(m.Time).Seconds(), delaySet)
-					}
+	var lat *latencies
+	if in.sampler != nil {
+		lat = in.sampler.latencies(spec.Name)
+	}
+	h := consumers.Hooks{
+		Done: func(m *handlers.Message, err error, d time.Duration) {
+			if err != nil {
+				errHist.record(d)
+			} else {
+				okHist.record(d)
+				if !m.Time.IsZero() {
+					delayHist.record(time.Since(m.Time))
 				}
-				span.End()
-				if in.sampler != nil {
-					in.sampler.ObserveLatency(spec.Name, d)
-				}
+			}
+			if lat != nil {
+				lat.observe(d)
 			}
 		},
 		Commit: func(d time.Duration, err error) {
-			in.commit.Record(context.Background(), d.Seconds(), delaySet)
+			in.commit.Record(context.Background(), d.Seconds(), commitSet)
 		},
 	}
+	if !in.t.Recording {
+		h.Invoke = func(ctx context.Context, m *handlers.Message) (context.Context, func(error)) {
+			if _, ok := m.Header("traceparent"); !ok {
+				return ctx, nil
+			}
+			psc := trace.SpanContextFromContext(in.t.Propagator.Extract(ctx, headerCarrier{m}))
+			if !psc.IsValid() {
+				return ctx, nil
+			}
+			var sid trace.SpanID
+			binary.BigEndian.PutUint64(sid[:], rand.Uint64()|1)
+			return trace.ContextWithSpanContext(ctx, psc.WithSpanID(sid).WithRemote(false)), nil
+		}
+		return h
+	}
+	h.Invoke = func(ctx context.Context, m *handlers.Message) (context.Context, func(error)) {
+		parent := in.t.Propagator.Extract(ctx, headerCarrier{m})
+		psc := trace.SpanContextFromContext(parent)
+		opts := []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.destination.name", m.Topic),
+				attribute.String("messaging.destination.partition.id", strconv.Itoa(m.Partition)),
+				attribute.Int64("messaging.kafka.offset", m.Offset),
+				attribute.String("messaging.consumer.group.name", group),
+				attribute.String("messaging.message.id", m.ID()),
+				attribute.Int("sluice.attempt", m.Attempt),
+			),
+		}
+		if psc.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: psc}))
+		}
+		ctx, span := in.t.Tracer.Start(trace.ContextWithRemoteSpanContext(ctx, psc), name, opts...)
+		return ctx, func(err error) {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+	}
+	return h
 }
 
 // headerCarrier reads trace context from Kafka message headers.
@@ -212,10 +248,3 @@ func (h headerCarrier) Keys() []string {
 }
 
 var _ propagation.TextMapCarrier = headerCarrier{}
-
-func itoa(i int) string {
-	if i >= 0 && i < 10 {
-		return string(rune('0' + i))
-	}
-	return attribute.IntValue(i).Emit()
-}

@@ -83,8 +83,9 @@ func (s *Sampler) get(name string) *history {
 	return h
 }
 
-// ObserveLatency records one finished invocation of handler name.
-func (s *Sampler) ObserveLatency(name string, d time.Duration) { s.get(name).lat.observe(d) }
+// latencies returns the latency record of handler name, for hooks to
+// write to without a lookup per message.
+func (s *Sampler) latencies(name string) *latencies { return &s.get(name).lat }
 
 // SampleOnce takes one sample of every target now.
 func (s *Sampler) SampleOnce(ctx context.Context) {

@@ -33,9 +33,13 @@ type Telemetry struct {
 	Propagator propagation.TextMapPropagator
 	// MetricsHandler serves the Prometheus exposition.
 	MetricsHandler http.Handler
+	// Recording reports whether spans are recorded and exported (OTLP is
+	// configured); when not, only trace context is propagated.
+	Recording bool
 
-	mp *sdkmetric.MeterProvider
-	tp *sdktrace.TracerProvider
+	mp    *sdkmetric.MeterProvider
+	tp    *sdktrace.TracerProvider
+	hists *histProducer
 }
 
 // OTLPConfigured reports whether the environment asks for OTLP export of
@@ -56,7 +60,8 @@ func Setup(ctx context.Context, nodeID string) (*Telemetry, error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	hists := newHistProducer()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithProducer(hists))
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +71,7 @@ func Setup(ctx context.Context, nodeID string) (*Telemetry, error) {
 		if err != nil {
 			return nil, err
 		}
-		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp)))
+		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithProducer(hists))))
 	}
 	mp := sdkmetric.NewMeterProvider(mopts...)
 
@@ -83,6 +88,8 @@ func Setup(ctx context.Context, nodeID string) (*Telemetry, error) {
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 	return &Telemetry{
+		hists:          hists,
+		Recording:      OTLPConfigured("TRACES"),
 		Meter:          mp.Meter("github.com/sluicehq/sluice"),
 		Tracer:         tp.Tracer("github.com/sluicehq/sluice"),
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
