@@ -188,8 +188,9 @@ func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, key string
 // invoke runs the invoker under the per-invocation timeout.
 func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
 	start := time.Now()
-	ctx, cancel := context.WithDeadline(parent, start.Add(r.timeout))
-	defer cancel()
+	dctx := withLazyDeadline(parent, start.Add(r.timeout))
+	defer dctx.release()
+	var ctx context.Context = dctx
 	var end func(error)
 	if r.opts.Hooks.Invoke != nil {
 		ctx, end = r.opts.Hooks.Invoke(ctx, m)
