@@ -137,11 +137,12 @@ func (r *Runner) process(ctx context.Context, ss *session, w *work) {
 const inlineBelow = 50 * time.Microsecond
 
 // tryInline runs w's first attempt on the fetch loop's own goroutine when
-// the handler is fast and nothing must run before w. It reports whether w
+// the handler is fast and nothing must run before w (ordered: no chain of
+// its key, or of its partition, is running). It reports whether w
 // reached its outcome; if not, w carries the failed attempt (pending) for
 // process to continue on a worker, so a retrying message never holds up
 // the partition.
-func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, key string, ordered bool) bool {
+func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, ordered bool) bool {
 	if r.batch != nil || r.limiter != nil || time.Duration(r.recentNs.Load()) >= inlineBelow || r.br.tripped() || ss.draining.Load() {
 		return false
 	}
@@ -149,9 +150,14 @@ func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, key string
 		return false
 	}
 	if ordered {
+		// The chain key: the message's key, or "" for a partition chain.
+		var key []byte
+		if r.spec.Ordering == handlers.OrderingKey {
+			key = w.msg.Key
+		}
 		p := w.p
 		p.mu.Lock()
-		_, busy := p.chains[key]
+		_, busy := p.chains[string(key)]
 		p.mu.Unlock()
 		if busy {
 			return false

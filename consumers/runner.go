@@ -432,21 +432,25 @@ func (r *Runner) dispatch(ctx context.Context, ss *session, w *work) {
 	var key string
 	switch r.spec.Ordering {
 	case handlers.OrderingNone:
-		if !r.tryInline(ctx, ss, w, "", false) {
+		if !r.tryInline(ctx, ss, w, false) {
 			r.start(ss, w, "", nil)
 		}
 		return
 	case handlers.OrderingKey:
 		if len(w.msg.Key) == 0 {
-			if !r.tryInline(ctx, ss, w, "", false) {
+			if !r.tryInline(ctx, ss, w, false) {
 				r.start(ss, w, "", nil)
 			}
 			return
 		}
+		if r.tryInline(ctx, ss, w, true) {
+			return
+		}
 		key = string(w.msg.Key)
-	}
-	if w.pending == nil && r.tryInline(ctx, ss, w, key, true) {
-		return
+	default:
+		if r.tryInline(ctx, ss, w, true) {
+			return
+		}
 	}
 	p := w.p
 	p.mu.Lock()
