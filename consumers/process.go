@@ -25,6 +25,12 @@ import (
 // retry, else dead-letter.
 func (r *Runner) process(ctx context.Context, ss *session, w *work) {
 	defer r.gate.release(w.size)
+	// A run slot bounds the invocations; a message queued behind its key
+	// holds only its place in the hold gate.
+	if !r.run.acquire(ctx, 0) {
+		return
+	}
+	defer r.run.release(0)
 	retry := r.spec.Retry
 	var (
 		charged, delivered int
@@ -163,12 +169,17 @@ func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, ordered bo
 			return false
 		}
 	}
+	if !r.run.tryAcquire(0) {
+		return false
+	}
 	done, ok := r.br.allow()
 	if !ok {
+		r.run.release(0)
 		return false
 	}
 	w.msg.Attempt = 1
 	err := r.invoke(ctx, &w.msg)
+	r.run.release(0)
 	if err == nil {
 		done(nil)
 		r.succeeded.Add(1)

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -98,9 +99,12 @@ type Runner struct {
 	timeout time.Duration
 	br      *breaker
 	limiter *rate.Limiter
-	gate    *gate
-	adapt   *adaptive
-	batch   *batcher
+	// gate bounds the fetched messages held (twice the limit, and
+	// MaxInFlightBytes); run bounds those being invoked (the limit).
+	gate  *gate
+	run   *gate
+	adapt *adaptive
+	batch *batcher
 	// recentNs is a moving average of invocation latency (ns).
 	recentNs atomic.Int64
 
@@ -130,7 +134,8 @@ func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Option
 		log:     opts.Logger.With("handler", spec.Name),
 		timeout: spec.InvocationTimeout(),
 		br:      newBreaker(spec.Name, spec.Breaker),
-		gate:    newGate(start, spec.MaxInFlightBytes),
+		gate:    newGate(holdFactor*start, spec.MaxInFlightBytes),
+		run:     newGate(start, math.MaxInt64),
 		adapt:   adapt,
 		state:   "starting",
 	}
@@ -552,23 +557,26 @@ func partitionNames(ps []*partition) []string {
 // Status is a snapshot of a runner.
 type Status struct {
 	// State is starting, running, error or stopped.
-	State         string            `json:"state"`
-	LastError     string            `json:"lastError,omitempty"`
-	InFlight      int               `json:"inFlight"`
-	InFlightBytes int64             `json:"inFlightBytes"`
-	Limit         int               `json:"concurrencyLimit"`
-	Received      uint64            `json:"received"`
-	Succeeded     uint64            `json:"succeeded"`
-	Failed        uint64            `json:"failed"`
-	Retried       uint64            `json:"retried"`
-	DeadLettered  uint64            `json:"deadLettered"`
-	Parked        uint64            `json:"parked,omitempty"`
-	Replayed      uint64            `json:"replayed"`
-	Commits       uint64            `json:"commits"`
-	CommitErrs    uint64            `json:"commitErrors"`
-	Rebalances    uint64            `json:"rebalances"`
-	Breaker       *BreakerStatus    `json:"breaker,omitempty"`
-	Partitions    []PartitionStatus `json:"partitions"`
+	State         string `json:"state"`
+	LastError     string `json:"lastError,omitempty"`
+	InFlight      int    `json:"inFlight"`
+	InFlightBytes int64  `json:"inFlightBytes"`
+	// Held counts fetched messages not yet finished: those in flight and
+	// those queued behind a running message of their key or partition.
+	Held         int               `json:"held"`
+	Limit        int               `json:"concurrencyLimit"`
+	Received     uint64            `json:"received"`
+	Succeeded    uint64            `json:"succeeded"`
+	Failed       uint64            `json:"failed"`
+	Retried      uint64            `json:"retried"`
+	DeadLettered uint64            `json:"deadLettered"`
+	Parked       uint64            `json:"parked,omitempty"`
+	Replayed     uint64            `json:"replayed"`
+	Commits      uint64            `json:"commits"`
+	CommitErrs   uint64            `json:"commitErrors"`
+	Rebalances   uint64            `json:"rebalances"`
+	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
+	Partitions   []PartitionStatus `json:"partitions"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -586,7 +594,8 @@ func (r *Runner) Status() Status {
 	st := Status{State: r.state, LastError: r.lastErr}
 	ps := r.partitions
 	r.mu.Unlock()
-	st.InFlight, st.InFlightBytes, st.Limit = r.gate.state()
+	st.InFlight, _, st.Limit = r.run.state()
+	st.Held, st.InFlightBytes, _ = r.gate.state()
 	r.Counters.Fill(&st)
 	st.Breaker = r.br.status()
 	if st.State == "running" && st.Breaker.State == "open" {
@@ -606,10 +615,17 @@ func (r *Runner) adaptLimit() {
 	if r.adapt == nil {
 		return
 	}
-	if l, changed := r.adapt.update(time.Now(), r.gate.takePeak()); changed {
-		r.gate.setLimit(l)
+	if l, changed := r.adapt.update(time.Now(), r.run.takePeak()); changed {
+		r.run.setLimit(l)
+		r.gate.setLimit(holdFactor * l)
 	}
 }
+
+// holdFactor is how many fetched messages a handler may hold per unit of
+// its concurrency limit: the limit in flight, and as many again queued
+// behind running messages of their key, so that a busy key does not starve
+// the others of fetched work.
+const holdFactor = 2
 
 // Counters count what a handler's runners did; safe for concurrent use.
 type Counters struct {

@@ -33,6 +33,9 @@ type family struct {
 	messages int
 	keys     int
 	delay    time.Duration // the handler's latency; 0 is a no-op
+	// peers are the consumers measured on the topic, in order.
+	peers       []string
+	concurrency int // Sluice's handler concurrency
 	// limit stops a peer that has not processed every message by then; its
 	// rate is what it processed over the limit.
 	limit time.Duration
@@ -42,9 +45,13 @@ func (b *bench) family(name string) family {
 	switch name {
 	case "slow":
 		return family{name: name, topic: "bench.slow", messages: b.opts.slowMessages, keys: b.opts.slowKeys,
-			delay: b.opts.slowDelay, limit: min(b.opts.slowCap, b.opts.timeout)}
+			delay: b.opts.slowDelay, limit: min(b.opts.slowCap, b.opts.timeout), peers: b.opts.peers, concurrency: b.opts.concurrency}
+	case "http":
+		return family{name: name, topic: "bench.http", messages: b.opts.httpMessages, keys: b.opts.keys,
+			limit: b.opts.timeout, peers: httpPeers, concurrency: httpConcurrency}
 	default:
-		return family{name: name, topic: "bench.noop", messages: b.opts.messages, keys: b.opts.keys, limit: b.opts.timeout}
+		return family{name: name, topic: "bench.noop", messages: b.opts.messages, keys: b.opts.keys, limit: b.opts.timeout,
+			peers: b.opts.peers, concurrency: b.opts.concurrency}
 	}
 }
 
@@ -53,13 +60,16 @@ func (b *bench) family(name string) family {
 // the order one peer later, so no peer always runs first after the fill
 // (while the broker may still be writing it out) or always last.
 func (b *bench) scenario(ctx context.Context, name string) ([]result, error) {
+	if name == "latency" {
+		return b.latencyRounds(ctx)
+	}
 	f := b.family(name)
 	if err := b.fill(ctx, f); err != nil {
 		return nil, err
 	}
 	var out []result
 	for round := 1; round <= b.opts.rounds; round++ {
-		peers := b.opts.peers
+		peers := f.peers
 		k := (round - 1) % len(peers)
 		peers = append(slices.Clone(peers[k:]), peers[:k]...)
 		for _, p := range peers {
@@ -125,6 +135,10 @@ type consumeSpec struct {
 	// handle is the user's handler: it must be called once per message,
 	// and the message counts as processed when it returns.
 	handle func()
+	// handleN counts n messages as processed at once, without handle's
+	// delay: for a peer whose handler is outside the program's code (an
+	// HTTP endpoint that receives n messages in one request).
+	handleN func(n int)
 }
 
 // consumer runs one peer until ctx is done and returns only once the peer
@@ -145,7 +159,8 @@ type result struct {
 	others    time.Duration // CPU time other processes used over the window
 	capped    bool          // stopped at the family's limit before processing all
 	err       error
-	spread    string // the report's min-max wall rate over the rounds
+	spread    string        // the report's min-max wall rate over the rounds
+	lat       *latencyStats // the latency scenario's figures; nil in the others
 }
 
 func (r result) wallRate() float64 {
@@ -180,6 +195,9 @@ func (r result) othersShare() float64 {
 }
 
 func (r result) summary() string {
+	if r.lat != nil {
+		return r.latencySummary()
+	}
 	s := fmt.Sprintf("%d msgs in %s = %.0f msgs/s (steady %.0f msgs/s after %s to the first), CPU %s/msg; stop took %s",
 		r.processed, r.wall.Round(time.Millisecond), r.wallRate(), r.steadyRate(), r.toFirst.Round(time.Millisecond),
 		r.cpuPerMsg(), r.stopTook.Round(time.Millisecond))
@@ -211,12 +229,24 @@ func (b *bench) measure(ctx context.Context, f family, peer string, round int) r
 		target  = int64(f.messages)
 		delay   = f.delay
 	)
+	// add counts k processed messages. A redelivered message counts again,
+	// so the count may pass the target; reached is closed once, on the
+	// add that gets there.
+	add := func(k int64) {
+		n := count.Add(k)
+		if n == k {
+			first.Store(time.Now().UnixNano())
+		}
+		if n >= target && n-k < target {
+			close(reached)
+		}
+	}
 	started := make(chan time.Time, 1)
 	spec := consumeSpec{
 		brokers:     b.brokers,
 		topic:       f.topic,
 		name:        fmt.Sprintf("bench-%s-%s-%d", f.name, peer, round),
-		concurrency: b.opts.concurrency,
+		concurrency: f.concurrency,
 		log:         b.log,
 		started: func() {
 			select {
@@ -228,14 +258,9 @@ func (b *bench) measure(ctx context.Context, f family, peer string, round int) r
 			if delay > 0 {
 				time.Sleep(delay)
 			}
-			n := count.Add(1)
-			if n == 1 {
-				first.Store(time.Now().UnixNano())
-			}
-			if n == target {
-				close(reached)
-			}
+			add(1)
 		},
+		handleN: func(n int) { add(int64(n)) },
 	}
 
 	runtime.GC()

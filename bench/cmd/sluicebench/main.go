@@ -7,8 +7,12 @@
 //
 // Scenario families:
 //
-//	noop  a handler that only counts; the consumer's own cost
-//	slow  a handler that sleeps 5ms; how well each hides latency
+//	noop     a handler that only counts; the consumer's own cost
+//	slow     a handler that sleeps 5ms; how well each hides latency
+//	http     Sluice alone, invoking a no-op HTTP endpoint in this process,
+//	         one message per request and in batches of 100
+//	latency  Sluice alone, at a fixed 2,000 msgs/s: the time from publish
+//	         to the handler's start
 package main
 
 import (
@@ -40,6 +44,8 @@ type options struct {
 	slowKeys     int
 	slowDelay    time.Duration
 	slowCap      time.Duration
+	httpMessages int
+	latencyDur   time.Duration
 	timeout      time.Duration
 	rounds       int
 	cpuProfile   string
@@ -48,7 +54,7 @@ type options struct {
 }
 
 var (
-	allScenarios = []string{"noop", "slow"}
+	allScenarios = []string{"noop", "slow", "http", "latency"}
 	allPeers     = []string{peerSluiceKey, peerSluiceNone, peerKafkaGo, peerWatermill}
 )
 
@@ -115,6 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.slowKeys, "slow-keys", 1_000, "distinct keys in the slow topic")
 	fs.DurationVar(&o.slowDelay, "slow-delay", 5*time.Millisecond, "handler latency in the slow scenario")
 	fs.DurationVar(&o.slowCap, "slow-cap", 20*time.Second, "slow scenario: stop a peer after this long and rate what it processed")
+	fs.IntVar(&o.httpMessages, "http-messages", 200_000, "messages in the http topic")
+	fs.DurationVar(&o.latencyDur, "latency-duration", 20*time.Second, "latency scenario: how long to publish and record, after the warm-up")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long and report what it processed")
 	fs.IntVar(&o.rounds, "rounds", 1, "runs per peer; the table shows the median")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each run to `prefix`.<scenario>.<peer>.<round>.pprof")
@@ -131,8 +139,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	switch {
-	case o.messages < 1 || o.slowMessages < 1:
-		return o, errors.New("-messages and -slow-messages must be at least 1")
+	case o.messages < 1 || o.slowMessages < 1 || o.httpMessages < 1:
+		return o, errors.New("-messages, -slow-messages and -http-messages must be at least 1")
 	case o.size < 0:
 		return o, errors.New("-size must not be negative")
 	case o.partitions < 1:
@@ -143,8 +151,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-concurrency must be between 1 and 10000")
 	case o.rounds < 1:
 		return o, errors.New("-rounds must be at least 1")
-	case o.timeout <= 0 || o.slowCap <= 0:
-		return o, errors.New("-timeout and -slow-cap must be positive")
+	case o.timeout <= 0 || o.slowCap <= 0 || o.latencyDur <= 0:
+		return o, errors.New("-timeout, -slow-cap and -latency-duration must be positive")
 	}
 	return o, nil
 }

@@ -28,6 +28,8 @@ var consumers = map[string]consumer{
 	peerSluiceNone: func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "none") },
 	peerKafkaGo:    runKafkaGo,
 	peerWatermill:  runWatermill,
+	peerHTTPSingle: func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, false) },
+	peerHTTPBatch:  func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, true) },
 }
 
 // runSluice embeds a Sluice node, as a Go program would, with one Go

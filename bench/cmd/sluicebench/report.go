@@ -11,11 +11,20 @@ import (
 
 // report prints, per scenario family, one row per peer (the median round
 // by wall rate when -rounds > 1) and the ratios of each Sluice mode to each
-// peer, on the wall rate and on the steady rate.
+// peer, on the wall rate and on the steady rate; for http, the batched
+// variant against the single one; for latency, one row per round.
 func report(w io.Writer, o options, results []result) {
 	for _, fam := range o.scenarios {
+		if fam == "latency" {
+			reportLatency(w, o, results)
+			continue
+		}
+		peers := o.peers
+		if fam == "http" {
+			peers = httpPeers
+		}
 		var rows []result
-		for _, p := range o.peers {
+		for _, p := range peers {
 			var rs []result
 			for _, r := range results {
 				if r.family.name == fam && r.peer == p {
@@ -36,6 +45,10 @@ func report(w io.Writer, o options, results []result) {
 			continue
 		}
 		f := rows[0].family
+		if fam == "http" {
+			reportHTTP(w, o, rows)
+			continue
+		}
 		fmt.Fprintf(w, "\n== %s: %d x %d-byte messages, %d partitions, %d keys, handler %s", f.name, f.messages, o.size, o.partitions, f.keys, handlerName(f))
 		if o.rounds > 1 {
 			fmt.Fprintf(w, ", median of %d rounds", o.rounds)
@@ -79,6 +92,72 @@ func report(w io.Writer, o options, results []result) {
 			}
 		}
 	}
+}
+
+// reportHTTP prints the http family's table, with the CPU time per 1,000
+// messages, and the batched variant's figures over the single one's.
+func reportHTTP(w io.Writer, o options, rows []result) {
+	f := rows[0].family
+	fmt.Fprintf(w, "\n== %s: %d x %d-byte messages, %d partitions, %d keys, Sluice HTTP handler (ordering none, concurrency %d) to a no-op endpoint in this process",
+		f.name, f.messages, o.size, o.partitions, f.keys, f.concurrency)
+	if o.rounds > 1 {
+		fmt.Fprintf(w, ", median of %d rounds", o.rounds)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "variant\tprocessed\twall\tmsgs/s\tmin-max msgs/s\tto first msg\tCPU/1,000 msgs\tothers' CPU\t\tnote")
+	var single, batched *result
+	for i, r := range rows {
+		note := ""
+		switch r.peer {
+		case peerHTTPSingle:
+			single, note = &rows[i], "one message per request"
+		case peerHTTPBatch:
+			batched, note = &rows[i], fmt.Sprintf("batch: {size: %d, window: %s}", httpBatchSize, httpBatchWindow)
+		}
+		switch {
+		case r.err != nil:
+			note += "; error: " + r.err.Error()
+		case r.capped:
+			note += fmt.Sprintf("; stopped at %s", f.limit)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%.0f%%\t\t%s\n", r.peer, r.processed, r.wall.Round(time.Millisecond),
+			r.wallRate(), r.spread, r.toFirst.Round(time.Millisecond), (1000 * r.cpuPerMsg()).Round(10*time.Microsecond), 100*r.othersShare(), note)
+	}
+	tw.Flush()
+	if single != nil && batched != nil {
+		fmt.Fprintf(w, "batched / single: msgs/s %s ; steady msgs/s %s   (CPU per message: %s)\n",
+			ratio(batched.wallRate(), single.wallRate()), ratio(batched.steadyRate(), single.steadyRate()),
+			ratio(float64(batched.cpuPerMsg()), float64(single.cpuPerMsg())))
+	}
+}
+
+// reportLatency prints one row per round of the latency scenario.
+func reportLatency(w io.Writer, o options, results []result) {
+	var rows []result
+	for _, r := range results {
+		if r.family.name == "latency" && r.lat != nil {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n== latency: publish to handler start at %d msgs/s (%d every %s) for %s after a %s warm-up, %d-byte messages, %d partitions, %d keys, Go no-op handler (ordering key, concurrency %d)\n",
+		latencyRate, int(latencyRate*latencyTick.Seconds()), latencyTick, o.latencyDur, latencyWarmup, o.size, o.partitions, o.keys, latencyConcurrency)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "round\tpublished\tmsgs/s\thandled\tp50\tp99\tp99.9\tmax\tCPU\tothers' CPU\t\tnote")
+	for _, r := range rows {
+		s := r.lat
+		note := ""
+		if r.err != nil {
+			note = "error: " + r.err.Error()
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%d\t%s\t%s\t%s\t%s\t%.1f%%\t%.0f%%\t\t%s\n", r.round, s.published, s.rate(), r.processed,
+			fmtLatency(s.p50), fmtLatency(s.p99), fmtLatency(s.p999), fmtLatency(s.max), 100*r.cpuShare(), 100*r.othersShare(), note)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "CPU is this process's CPU time over the window, in percent of one CPU (the broker and the producer included).")
 }
 
 func handlerName(f family) string {
