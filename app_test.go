@@ -263,6 +263,12 @@ func TestPauseResumeDelete(t *testing.T) {
 	if err := json.Unmarshal(body, &h); err != nil || h.Status.State != "paused" || h.Status.Lag != 20 {
 		t.Fatalf("paused handler view: %s", body)
 	}
+	// The backlog's oldest message is as old as the pause, give or take a
+	// sample interval (5s by default).
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, body = n.do(t, "GET", "/v1/handlers/pausable", "")
+		return json.Unmarshal(body, &h) == nil && h.Status.OldestAgeSeconds > 0
+	}, "the oldest unprocessed message's age while paused")
 	if code, body := n.do(t, "POST", "/v1/handlers/pausable/resume", ""); code != 200 {
 		t.Fatalf("resume: %d %s", code, body)
 	}

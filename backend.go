@@ -37,6 +37,9 @@ func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
 		st.Partitions = []consumers.PartitionStatus{}
 	}
 	st.Lag = a.lag(ctx, e.Spec)
+	if p, _, ok := a.sampler.Latest(e.Spec.Name); ok {
+		st.OldestAgeSeconds = p.OldestAgeSeconds
+	}
 	h.Status = st
 	return h
 }

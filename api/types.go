@@ -24,12 +24,15 @@ type Handler struct {
 
 // HandlerStatus is this node's view of a handler's consumption.
 type HandlerStatus struct {
-	// State is running, paused, starting, error, unavailable (a Go handler
-	// not compiled into this node) or stopped.
+	// State is running, breaker-open, paused, starting, error,
+	// unavailable (a Go handler not compiled into this node) or stopped.
 	State string `json:"state"`
 	consumers.Status
 	// Lag is the sum over partitions of log end minus committed offset.
 	Lag int64 `json:"lag"`
+	// OldestAgeSeconds is the age of the oldest message not yet processed,
+	// from the last sample (0 when there is no lag).
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
 }
 
 // HandlerList is GET /v1/handlers.
