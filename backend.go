@@ -45,35 +45,18 @@ func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
 }
 
 // lag is the group's backlog on the handler's topic over every partition,
-// whoever owns them: log end minus committed offset (minus log start where
-// nothing is committed yet).
+// whoever owns them (see topics.Client.GroupLag); -1 when the broker does
+// not answer.
 func (a *App) lag(ctx context.Context, spec handlers.Spec) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	n, err := a.tc.Partitions(ctx, spec.Topic)
-	if err != nil {
-		return -1
-	}
-	ranges, err := a.tc.Offsets(ctx, spec.Topic, n)
-	if err != nil {
-		return -1
-	}
-	committed, err := a.tc.CommittedOffsets(ctx, spec.Group(), spec.Topic, n)
+	parts, err := a.tc.GroupLag(ctx, spec.Group(), spec.Topic, spec.StartFrom == handlers.StartLatest)
 	if err != nil {
 		return -1
 	}
 	var lag int64
-	for p, rg := range ranges {
-		c, ok := committed[p]
-		if !ok {
-			if spec.StartFrom == handlers.StartLatest {
-				continue
-			}
-			c = rg.Start
-		}
-		if rg.End > c {
-			lag += rg.End - c
-		}
+	for _, p := range parts {
+		lag += p.Lag
 	}
 	return lag
 }

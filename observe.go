@@ -2,6 +2,7 @@ package sluice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/topics"
 )
 
@@ -93,30 +95,17 @@ func (a *App) Partitions(ctx context.Context, name string) (api.PartitionList, e
 	}
 	out := api.PartitionList{Partitions: []api.PartitionInfo{}}
 	for _, topic := range spec.Topics() {
-		n, err := a.tc.Partitions(ctx, topic)
-		if err != nil {
+		parts, err := a.tc.GroupLag(ctx, spec.Group(), topic, topic == spec.Topic && spec.StartFrom == handlers.StartLatest)
+		if errors.Is(err, topics.ErrUnknownTopic) {
 			continue
 		}
-		ranges, err := a.tc.Offsets(ctx, topic, n)
 		if err != nil {
 			return out, err
 		}
-		committed, err := a.tc.CommittedOffsets(ctx, spec.Group(), topic, n)
-		if err != nil {
-			return out, err
-		}
-		for p := 0; p < n; p++ {
-			rg := ranges[p]
-			c, has := committed[p]
-			info := api.PartitionInfo{Topic: topic, Partition: p, Owner: owners[topic][p], Committed: -1,
-				LogStart: rg.Start, LogEnd: rg.End, Pending: pending[topic][p]}
-			from := rg.Start
-			if has {
-				info.Committed = c
-				from = max(c, rg.Start)
-			}
-			info.Lag = max(rg.End-from, 0)
-			out.Partitions = append(out.Partitions, info)
+		for _, p := range parts {
+			out.Partitions = append(out.Partitions, api.PartitionInfo{Topic: topic, Partition: p.Partition,
+				Owner: owners[topic][p.Partition], Committed: p.Committed, LogStart: p.Start, LogEnd: p.End,
+				Lag: p.Lag, Pending: pending[topic][p.Partition]})
 		}
 	}
 	sort.SliceStable(out.Partitions, func(i, j int) bool {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -149,37 +150,19 @@ func (s *Sampler) backlog(ctx context.Context, spec handlers.Spec, now time.Time
 	out := map[string]map[int]int64{}
 	oldest := 0.0
 	for i, topic := range []string{spec.Topic, spec.ReplayTopic()} {
-		n, err := s.tc.Partitions(ctx, topic)
+		parts, err := s.tc.GroupLag(ctx, spec.Group(), topic, i == 0 && spec.StartFrom == handlers.StartLatest)
 		if err != nil {
-			if i == 0 {
-				return nil, 0
+			if i > 0 && errors.Is(err, topics.ErrUnknownTopic) {
+				continue
 			}
-			continue
-		}
-		ranges, err := s.tc.Offsets(ctx, topic, n)
-		if err != nil {
 			return nil, 0
 		}
-		committed, err := s.tc.CommittedOffsets(ctx, spec.Group(), topic, n)
-		if err != nil {
-			return nil, 0
-		}
-		lags := make(map[int]int64, n)
-		for p := 0; p < n; p++ {
-			rg := ranges[p]
-			c, ok := committed[p]
-			if !ok {
-				if i == 0 && spec.StartFrom == handlers.StartLatest {
-					c = rg.End
-				} else {
-					c = rg.Start
-				}
-			}
-			c = max(c, rg.Start)
-			l := max(rg.End-c, 0)
-			lags[p] = l
-			if l > 0 {
-				_ = s.tc.Read(ctx, topic, p, c, c+1, func(m topics.Message) bool {
+		lags := make(map[int]int64, len(parts))
+		for _, p := range parts {
+			lags[p.Partition] = p.Lag
+			if p.Lag > 0 {
+				next := p.End - p.Lag
+				_ = s.tc.Read(ctx, topic, p.Partition, next, next+1, func(m topics.Message) bool {
 					if age := now.Sub(m.Time).Seconds(); age > oldest {
 						oldest = age
 					}

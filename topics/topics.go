@@ -419,3 +419,48 @@ func (c *Client) Owners(ctx context.Context, group string) (map[string]map[int]s
 	}
 	return out, nil
 }
+
+// PartitionLag is where a consumer group stands on one partition.
+type PartitionLag struct {
+	Partition int
+	Range
+	// Committed is the group's committed offset, -1 when it has none.
+	Committed int64
+	// Lag is the log end minus the offset the group reads next: its
+	// committed offset (no lower than the log start), or without one the
+	// log start, or the log end when fromEnd.
+	Lag int64
+}
+
+// GroupLag returns group's position and lag on every partition of topic,
+// in partition order; ErrUnknownTopic when the topic does not exist.
+func (c *Client) GroupLag(ctx context.Context, group, topic string, fromEnd bool) ([]PartitionLag, error) {
+	n, err := c.Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	ranges, err := c.Offsets(ctx, topic, n)
+	if err != nil {
+		return nil, err
+	}
+	committed, err := c.CommittedOffsets(ctx, group, topic, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PartitionLag, n)
+	for p := range out {
+		rg := ranges[p]
+		pl := PartitionLag{Partition: p, Range: rg, Committed: -1}
+		next := rg.Start
+		if fromEnd {
+			next = rg.End
+		}
+		if c, ok := committed[p]; ok {
+			pl.Committed = c
+			next = max(c, rg.Start)
+		}
+		pl.Lag = max(rg.End-next, 0)
+		out[p] = pl
+	}
+	return out, nil
+}
