@@ -12,6 +12,7 @@ package sluice
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -310,6 +311,13 @@ func nodeName(httpAddr string) string {
 	}
 	_, port, _ := net.SplitHostPort(httpAddr)
 	return host + ":" + port
+}
+
+// memberData is what this node publishes about itself in each consumer
+// group it joins, so any node can list the fleet (GET /v1/fleet).
+func (a *App) memberData() []byte {
+	b, _ := json.Marshal(api.MemberData{Node: a.nodeID, API: a.httpAddr, Version: Version})
+	return b
 }
 
 // targets lists every registered handler with this node's runner of it.

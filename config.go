@@ -36,6 +36,9 @@ type Config struct {
 	// DrainTimeout bounds how long a node waits for in-flight invocations
 	// when partitions are revoked or it stops. Default 20s.
 	DrainTimeout time.Duration `yaml:"drainTimeout"`
+	// FinalCommitTimeout bounds the commit that ends an assignment (after
+	// the drain). Default 10s.
+	FinalCommitTimeout time.Duration `yaml:"finalCommitTimeout"`
 	// MaxPublishBytes bounds one publish request body. Default 8 MiB.
 	MaxPublishBytes int64 `yaml:"maxPublishBytes"`
 	// SampleInterval is how often each handler's rates, latencies and lag
@@ -46,16 +49,17 @@ type Config struct {
 // DefaultConfig returns the defaults, in one place.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:           "./sluice-data",
-		KafkaAddr:         "127.0.0.1:9092",
-		HTTPAddr:          "127.0.0.1:8080",
-		Partitions:        12,
-		ReplicationFactor: -1,
-		SessionTimeout:    10 * time.Second,
-		CommitInterval:    time.Second,
-		DrainTimeout:      20 * time.Second,
-		MaxPublishBytes:   8 << 20,
-		SampleInterval:    5 * time.Second,
+		DataDir:            "./sluice-data",
+		KafkaAddr:          "127.0.0.1:9092",
+		HTTPAddr:           "127.0.0.1:8080",
+		Partitions:         12,
+		ReplicationFactor:  -1,
+		SessionTimeout:     10 * time.Second,
+		CommitInterval:     time.Second,
+		DrainTimeout:       20 * time.Second,
+		FinalCommitTimeout: 10 * time.Second,
+		MaxPublishBytes:    8 << 20,
+		SampleInterval:     5 * time.Second,
 	}
 }
 
@@ -84,6 +88,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.FinalCommitTimeout == 0 {
+		c.FinalCommitTimeout = d.FinalCommitTimeout
 	}
 	if c.MaxPublishBytes == 0 {
 		c.MaxPublishBytes = d.MaxPublishBytes
@@ -121,10 +128,14 @@ func (c Config) Validate() error {
 	if c.CommitInterval < 10*time.Millisecond {
 		return fmt.Errorf("commit-interval: must be at least 10ms, got %s", c.CommitInterval)
 	}
-	// The group waits 60s for members to rejoin during a rebalance; the
-	// drain, plus the final commit, must fit inside it.
-	if c.DrainTimeout < time.Second || c.DrainTimeout > 45*time.Second {
-		return fmt.Errorf("drain-timeout: must be between 1s and 45s, got %s", c.DrainTimeout)
+	// The group waits RebalanceTimeout (the drain plus the final commit,
+	// plus a margin) for members to rejoin; a dead member holds a rebalance
+	// that long at most, so both stay bounded.
+	if c.DrainTimeout < time.Second || c.DrainTimeout > 5*time.Minute {
+		return fmt.Errorf("drain-timeout: must be between 1s and 5m, got %s", c.DrainTimeout)
+	}
+	if c.FinalCommitTimeout < time.Second || c.FinalCommitTimeout > time.Minute {
+		return fmt.Errorf("final-commit-timeout: must be between 1s and 1m, got %s", c.FinalCommitTimeout)
 	}
 	if c.SampleInterval < 100*time.Millisecond {
 		return fmt.Errorf("sample-interval: must be at least 100ms, got %s", c.SampleInterval)
@@ -133,6 +144,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max-publish-bytes: must be at least 1024, got %d", c.MaxPublishBytes)
 	}
 	return nil
+}
+
+// RebalanceTimeout is how long the group waits for members to drain and
+// rejoin in a rebalance: the drain, the grace for handlers that ignore
+// cancellation (5s), the final commit, and a 5s margin.
+func (c Config) RebalanceTimeout() time.Duration {
+	return c.DrainTimeout + 5*time.Second + c.FinalCommitTimeout + 5*time.Second
+}
+
+// StallAfter is how long a handler's group may go without forming before it
+// is reported stalled and its members join afresh: one rebalance timeout,
+// two session timeouts for dead members to expire, and a margin.
+func (c Config) StallAfter() time.Duration {
+	return c.RebalanceTimeout() + 2*c.SessionTimeout + 10*time.Second
 }
 
 // Option changes how New builds an App; each overrides the Config field it

@@ -44,7 +44,7 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 			h.State = "paused"
 		case t.Runner != nil:
 			st := t.Runner.Status()
-			h.State = st.State
+			h.State, h.StateSince = st.State, st.StateSince
 			h.ConcurrencyLimit, h.InFlight = st.Limit, st.InFlight
 			if st.Breaker != nil {
 				h.BreakerState = st.Breaker.State

@@ -148,10 +148,14 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		start = consumers.LastOffset
 	}
 	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{
-		Brokers:        s.a.brokers,
-		Dialer:         &kafka.Dialer{ClientID: s.a.nodeID, Timeout: 10 * time.Second, DualStack: true},
-		SessionTimeout: s.a.cfg.SessionTimeout,
-		Logger:         s.a.log,
+		Brokers:          s.a.brokers,
+		Dialer:           &kafka.Dialer{ClientID: s.a.nodeID, Timeout: 10 * time.Second, DualStack: true},
+		SessionTimeout:   s.a.cfg.SessionTimeout,
+		RebalanceTimeout: s.a.cfg.RebalanceTimeout(),
+		StallAfter:       s.a.cfg.StallAfter(),
+		ClientID:         s.a.nodeID,
+		MemberData:       s.a.memberData(),
+		Logger:           s.a.log,
 	}, spec.Topics(), spec.Group(), start, func(err error) {
 		if r != nil {
 			r.SourceError(err)
@@ -161,13 +165,15 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		log.Error("cannot consume", "err", err)
 	}
 	r = consumers.NewRunner(spec, inv, src, consumers.Options{
-		CommitInterval: s.a.cfg.CommitInterval,
-		DrainTimeout:   s.a.cfg.DrainTimeout,
-		DeadLetter:     s.a.dlq,
-		Parker:         s.a.dlq,
-		Hooks:          s.a.instr.Hooks(spec),
-		Counters:       s.countersOf(spec.Name),
-		Logger:         s.a.log,
+		CommitInterval:     s.a.cfg.CommitInterval,
+		DrainTimeout:       s.a.cfg.DrainTimeout,
+		FinalCommitTimeout: s.a.cfg.FinalCommitTimeout,
+		StallAfter:         s.a.cfg.StallAfter(),
+		DeadLetter:         s.a.dlq,
+		Parker:             s.a.dlq,
+		Hooks:              s.a.instr.Hooks(spec),
+		Counters:           s.countersOf(spec.Name),
+		Logger:             s.a.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rn := &running{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}

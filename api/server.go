@@ -43,6 +43,8 @@ type Backend interface {
 	DiscardDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
 
 	Overview(ctx context.Context) Overview
+	// Fleet lists the live nodes, from the consumer groups of the handlers.
+	Fleet(ctx context.Context) (Fleet, error)
 	Series(ctx context.Context, name string, d time.Duration) (Series, error)
 	Partitions(ctx context.Context, name string) (PartitionList, error)
 }
@@ -102,6 +104,7 @@ func NewServer(b Backend, cfg ServerConfig) http.Handler {
 	mux.HandleFunc("POST /v1/handlers/{name}/dlq/replay", s.dlqAction(true))
 	mux.HandleFunc("POST /v1/handlers/{name}/dlq/purge", s.dlqAction(false))
 	mux.HandleFunc("GET /v1/overview", s.overview)
+	mux.HandleFunc("GET /v1/fleet", s.fleet)
 	mux.HandleFunc("GET /v1/handlers/{name}/series", s.series)
 	mux.HandleFunc("GET /v1/handlers/{name}/partitions", s.partitions)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -138,6 +141,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.b.Overview(r.Context()))
+}
+
+func (s *server) fleet(w http.ResponseWriter, r *http.Request) {
+	f, err := s.b.Fleet(r.Context())
+	if err != nil {
+		backendErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
 }
 
 func (s *server) series(w http.ResponseWriter, r *http.Request) {

@@ -24,8 +24,10 @@ type Handler struct {
 
 // HandlerStatus is this node's view of a handler's consumption.
 type HandlerStatus struct {
-	// State is running, breaker-open, paused, starting, error,
-	// unavailable (a Go handler not compiled into this node) or stopped.
+	// State is running, breaker-open, paused, starting, rejoining (the
+	// group is re-forming after a member came or went), stalled (rejoining
+	// for longer than the stall bound), error, unavailable (a Go handler
+	// not compiled into this node) or stopped; StateSince says since when.
 	State string `json:"state"`
 	consumers.Status
 	// Lag is the sum over partitions of log end minus committed offset.
@@ -107,16 +109,20 @@ type HandlerOverview struct {
 	Name    string `json:"name"`
 	Topic   string `json:"topic"`
 	Invoker string `json:"invoker"` // the URL, or "go"
-	// State is running, paused, breaker-open, starting, error or unavailable.
-	State        string  `json:"state"`
-	Paused       bool    `json:"paused"`
-	BreakerState string  `json:"breakerState"`
-	RateIn       float64 `json:"rateIn"`
-	RateOut      float64 `json:"rateOut"`
-	ErrorRate    float64 `json:"errorRate"` // failed invocations per second
-	P50Ms        float64 `json:"p50Ms"`
-	P99Ms        float64 `json:"p99Ms"`
-	Lag          int64   `json:"lag"`
+	// State is running, paused, breaker-open, starting, rejoining,
+	// stalled, error or unavailable.
+	State string `json:"state"`
+	// StateSince is when the state began (how long a handler has been
+	// rejoining, say); zero when not known.
+	StateSince   time.Time `json:"stateSince,omitempty"`
+	Paused       bool      `json:"paused"`
+	BreakerState string    `json:"breakerState"`
+	RateIn       float64   `json:"rateIn"`
+	RateOut      float64   `json:"rateOut"`
+	ErrorRate    float64   `json:"errorRate"` // failed invocations per second
+	P50Ms        float64   `json:"p50Ms"`
+	P99Ms        float64   `json:"p99Ms"`
+	Lag          int64     `json:"lag"`
 	// OldestAgeSeconds is the age of the oldest message not yet processed
 	// (0 when there is no lag).
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
@@ -167,4 +173,51 @@ type PartitionInfo struct {
 	Lag       int64  `json:"lag"`
 	// InFlight and Pending are known for partitions this node owns.
 	Pending int `json:"pending"`
+}
+
+// MemberData is what a node publishes about itself in each consumer group
+// it joins (the subscription's user data), so that any node can list the
+// fleet.
+type MemberData struct {
+	Node    string `json:"node"`
+	API     string `json:"api,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// Fleet is GET /v1/fleet: the live nodes, as the consumer groups of the
+// registered handlers see them, and each group's state.
+type Fleet struct {
+	// Node is the node that answered.
+	Node string `json:"node"`
+	// Nodes are the members of any handler's group, and the node that
+	// answered; a node that runs no handler is not seen by the others.
+	Nodes  []FleetNode  `json:"nodes"`
+	Groups []FleetGroup `json:"groups"`
+}
+
+// FleetNode is one live node.
+type FleetNode struct {
+	ID       string         `json:"id"`
+	API      string         `json:"api,omitempty"`
+	Version  string         `json:"version,omitempty"`
+	Host     string         `json:"host,omitempty"`
+	Handlers []FleetHandler `json:"handlers"`
+}
+
+// FleetHandler is a handler a node is a member for, with the partitions it
+// owns in the current generation ("topic/partition").
+type FleetHandler struct {
+	Name       string   `json:"name"`
+	Partitions []string `json:"partitions"`
+}
+
+// FleetGroup is one handler's consumer group as the coordinator sees it.
+type FleetGroup struct {
+	Handler string `json:"handler"`
+	Group   string `json:"group"`
+	// State is the coordinator's: Stable, PreparingRebalance,
+	// CompletingRebalance, Empty or Dead; "unknown" when it did not answer.
+	State   string `json:"state"`
+	Members int    `json:"members"`
+	Error   string `json:"error,omitempty"`
 }

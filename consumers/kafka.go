@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -26,9 +27,27 @@ type KafkaConfig struct {
 	// HeartbeatInterval is how often members check in. Default 1s.
 	HeartbeatInterval time.Duration
 	// RebalanceTimeout is how long the coordinator waits for members to
-	// drain and rejoin during a rebalance. Default 60s; keep it above the
-	// engine's drain timeout.
+	// drain and rejoin during a rebalance. Default 35s; keep it just above
+	// the engine's drain timeout plus its final commit, so that a live
+	// member always makes it back and a dead one holds the group no longer
+	// than necessary.
 	RebalanceTimeout time.Duration
+	// StallAfter is how long the group may go without forming before this
+	// member leaves and joins afresh, and reports the group as stalled.
+	// Default RebalanceTimeout + 2 x SessionTimeout + 10s.
+	StallAfter time.Duration
+	// PartitionWatchInterval is how often the member checks its topics for
+	// new partitions. Default 10s.
+	PartitionWatchInterval time.Duration
+	// ClientID names this node to the brokers; DescribeGroups shows it.
+	ClientID string
+	// InstanceID, if set, makes this a static member (KIP-345): a restarted
+	// node with the same id takes its old place without a rebalance. It
+	// must be unique per node.
+	InstanceID string
+	// MemberData is opaque data this member publishes in the group (the
+	// node's identity, for the fleet view).
+	MemberData []byte
 	// FetchMaxBytes bounds one fetch from a partition. Default 1 MiB.
 	FetchMaxBytes int
 	// FetchMaxWait is the longest a fetch waits for new data. Default 250ms.
@@ -49,7 +68,13 @@ func (c *KafkaConfig) withDefaults() KafkaConfig {
 		out.HeartbeatInterval = time.Second
 	}
 	if out.RebalanceTimeout == 0 {
-		out.RebalanceTimeout = 60 * time.Second
+		out.RebalanceTimeout = 35 * time.Second
+	}
+	if out.StallAfter == 0 {
+		out.StallAfter = out.RebalanceTimeout + 2*out.SessionTimeout + 10*time.Second
+	}
+	if out.PartitionWatchInterval == 0 {
+		out.PartitionWatchInterval = 10 * time.Second
 	}
 	if out.FetchMaxBytes == 0 {
 		out.FetchMaxBytes = 1 << 20
@@ -66,8 +91,9 @@ func (c *KafkaConfig) withDefaults() KafkaConfig {
 	return out
 }
 
-// KafkaSource consumes topics with one consumer group through kafka-go's
-// ConsumerGroup, whose Generation exposes each assignment's lifecycle.
+// KafkaSource consumes topics with one consumer group. Membership is
+// Sluice's own (group.go), over kafka-go's protocol client; partitions are
+// read with kafka-go's partition Reader.
 type KafkaSource struct {
 	cfg       KafkaConfig
 	topics    []string
@@ -108,73 +134,85 @@ func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom in
 	}, nil
 }
 
-// Consume implements Source.
+// Consume implements Source. It joins the group, runs session for each
+// generation this member is given, and leaves the group when ctx is done,
+// after the last session has drained and committed.
 func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error {
 	log := s.cfg.Logger.With("topic", s.topics[0], "group", s.group)
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                s.group,
-		Brokers:           s.cfg.Brokers,
-		Dialer:            s.cfg.Dialer,
-		Topics:            s.topics,
-		GroupBalancers:    []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
-		HeartbeatInterval: s.cfg.HeartbeatInterval,
-		SessionTimeout:    s.cfg.SessionTimeout,
-		RebalanceTimeout:  s.cfg.RebalanceTimeout,
-		JoinGroupBackoff:  time.Second,
-		StartOffset:       s.startFrom,
-		// Partition growth ends the generation, so new partitions are
-		// picked up without a restart.
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 10 * time.Second,
-		Timeout:                10 * time.Second,
-		Logger:                 nil,
-		ErrorLogger:            nil,
-	})
+	m, err := newMember(s.cfg, s.group, s.topics)
 	if err != nil {
-		return fmt.Errorf("consumer group %s: %w", s.group, err)
+		return err
 	}
-	// Close ends the running generation (its session drains and commits
-	// first) and leaves the group.
-	defer cg.Close()
+	defer m.close()
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); m.heartbeat(hbCtx) }()
+	defer func() {
+		m.leave()
+		stopHB()
+		<-hbDone
+	}()
+
 	failures := 0
+	unformedSince := time.Now()
+	stalled := false
 	for {
-		gen, err := cg.Next(ctx)
+		g, err := m.joinAndSync(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, kafka.ErrGroupClosed) {
-				return nil
-			}
 			failures++
 			if failures == 1 || failures%10 == 0 {
 				log.Warn("joining consumer group failed; retrying", "err", err, "failures", failures)
 			}
-			s.onError(fmt.Errorf("joining group %s: %w", s.group, err))
+			s.onError(err)
+			if d := time.Since(unformedSince); d > s.cfg.StallAfter && !stalled {
+				// Whatever the coordinator holds of this member is stuck:
+				// take it out, and come back as a new member.
+				stalled = true
+				log.Error("consumer group has not formed; leaving and joining afresh", "unformed_for", d.Round(time.Second))
+				m.leave()
+			}
+			if !sleepCtx(ctx, min(time.Duration(failures)*200*time.Millisecond, 2*time.Second)) {
+				return nil
+			}
 			continue
 		}
 		if failures > 0 {
-			log.Info("joined consumer group", "generation", gen.ID, "after_failures", failures)
+			log.Info("joined consumer group", "generation", g.id, "after_failures", failures)
 		}
-		failures = 0
+		failures, stalled = 0, false
 		s.onError(nil)
-		gen.Start(func(gctx context.Context) {
-			ks := &kafkaSession{src: s, gen: gen, ctx: gctx}
-			if err := ks.resolve(); err != nil {
-				// Without a position nothing is read; end the generation
-				// and try again with the next one.
-				log.Warn("resolving start offsets failed; rejoining", "err", err)
-				s.onError(err)
-				return
-			}
+
+		gctx, revoke := context.WithCancel(ctx)
+		g.revoke = revoke
+		m.setGeneration(g)
+		watchDone := make(chan struct{})
+		go func() { defer close(watchDone); m.watchPartitions(gctx, g) }()
+		ks := &kafkaSession{src: s, m: m, gen: g, ctx: gctx}
+		if err := ks.resolve(); err != nil {
+			// Without a position nothing is read; rejoin for the next
+			// generation.
+			log.Warn("resolving start offsets failed; rejoining", "err", err)
+			s.onError(err)
+		} else {
 			session(ks)
-		})
+		}
+		revoke()
+		<-watchDone
+		m.setGeneration(nil)
+		unformedSince = time.Now()
+		if g.fenced.Load() {
+			log.Warn("generation ended by the coordinator; rejoining", "generation", g.id)
+		}
 	}
 }
 
 type kafkaSession struct {
 	src     *KafkaSource
-	gen     *kafka.Generation
+	m       *member
+	gen     *generation
 	ctx     context.Context
 	assigns []Assignment
 }
@@ -186,15 +224,20 @@ type kafkaSession struct {
 func (k *kafkaSession) resolve() error {
 	var pin []kafka.OffsetRequest
 	for i, t := range k.src.topics {
-		for _, a := range k.gen.Assignments[t] {
-			off := a.Offset
-			if off < 0 && i > 0 {
-				off = FirstOffset
+		ids := append([]int(nil), k.gen.assigned[t]...)
+		sort.Ints(ids)
+		for _, id := range ids {
+			off, ok := k.gen.offsets[t][id]
+			if !ok || off < 0 {
+				off = k.src.startFrom
+				if i > 0 {
+					off = FirstOffset
+				}
 			}
 			if off == LastOffset {
-				pin = append(pin, kafka.LastOffsetOf(a.ID))
+				pin = append(pin, kafka.LastOffsetOf(id))
 			}
-			k.assigns = append(k.assigns, Assignment{Topic: t, Partition: a.ID, Offset: off})
+			k.assigns = append(k.assigns, Assignment{Topic: t, Partition: id, Offset: off})
 		}
 	}
 	if len(pin) == 0 {
@@ -256,21 +299,13 @@ func (k *kafkaSession) Reader(a Assignment) (PartitionReader, error) {
 	return &kafkaReader{r: r}, nil
 }
 
+// Commit stores offsets for this generation. Once the coordinator has
+// rejected the generation it returns ErrFenced without asking again.
 func (k *kafkaSession) Commit(ctx context.Context, offsets map[string]map[int]int64) error {
 	if len(offsets) == 0 {
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- k.gen.CommitOffsets(offsets) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("committing offsets for group %s: %w", k.src.group, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("committing offsets for group %s: %w", k.src.group, ctx.Err())
-	}
+	return k.m.commit(ctx, k.gen, offsets)
 }
 
 type kafkaReader struct{ r *kafka.Reader }

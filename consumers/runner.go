@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"strconv"
@@ -32,6 +33,12 @@ type Options struct {
 	// Parker moves messages to delay topics in retry mode topics; without
 	// one, that mode dead-letters after the in-place attempts.
 	Parker Parker
+	// StallAfter is how long a handler may go without an assignment before
+	// its status says "stalled" rather than "rejoining". Default 90s.
+	StallAfter time.Duration
+	// FinalCommitTimeout bounds the commit that ends an assignment. Default
+	// 10s.
+	FinalCommitTimeout time.Duration
 	// AdaptWindow is how often an adaptive limit is reconsidered. Default
 	// 250ms.
 	AdaptWindow time.Duration
@@ -68,6 +75,12 @@ func (o Options) withDefaults(concurrency int) Options {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 20 * time.Second
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 90 * time.Second
+	}
+	if o.FinalCommitTimeout <= 0 {
+		o.FinalCommitTimeout = 10 * time.Second
 	}
 	if o.MaxPendingPerPartition <= 0 {
 		o.MaxPendingPerPartition = max(1024, 64*concurrency)
@@ -111,6 +124,7 @@ type Runner struct {
 	mu         sync.Mutex
 	partitions []*partition
 	state      string
+	stateSince time.Time
 	lastErr    string
 
 	*Counters
@@ -137,8 +151,9 @@ func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Option
 		gate:    newGate(holdFactor*start, spec.MaxInFlightBytes),
 		run:     newGate(start, math.MaxInt64),
 		adapt:   adapt,
-		state:   "starting",
+		state:   StateStarting,
 	}
+	r.stateSince = time.Now()
 	r.Counters = opts.Counters
 	if r.Counters == nil {
 		r.Counters = &Counters{}
@@ -159,34 +174,63 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		err := r.src.Consume(ctx, r.session)
 		if ctx.Err() != nil {
-			r.setState("stopped", "")
+			r.setState(StateStopped, "")
 			return nil
 		}
 		if err != nil {
 			r.log.Error("consuming failed; restarting", "err", err)
-			r.setState("error", err.Error())
+			r.setState(StateError, err.Error())
 		}
 		if !sleepCtx(ctx, time.Second) {
-			r.setState("stopped", "")
+			r.setState(StateStopped, "")
 			return nil
 		}
 	}
 }
 
+// Runner states, as Status reports them.
+const (
+	// StateStarting: the handler has not had its first assignment yet.
+	StateStarting = "starting"
+	// StateRunning: the handler owns its assignment and consumes.
+	StateRunning = "running"
+	// StateRejoining: the last assignment ended (a rebalance, a member
+	// joined or left) and the group is re-forming.
+	StateRejoining = "rejoining"
+	// StateStalled: starting or rejoining for longer than StallAfter; an
+	// operator should look (docs/operations.md).
+	StateStalled = "stalled"
+	// StateBreakerOpen: running, with the breaker open.
+	StateBreakerOpen = "breaker-open"
+	// StateError: the source failed and is being restarted.
+	StateError = "error"
+	// StateStopped: the runner has stopped.
+	StateStopped = "stopped"
+)
+
 // SourceError is the callback a Source uses to report a transient error
-// (or recovery, with nil) to this runner's status.
+// while it joins its group (or recovery, with nil). It is shown as the
+// status's last error; the state stays starting or rejoining, and turns
+// stalled after StallAfter.
 func (r *Runner) SourceError(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err == nil {
-		r.setState("running", "")
+		r.lastErr = ""
 		return
 	}
-	r.setState("error", err.Error())
+	r.lastErr = err.Error()
+	if r.state == StateError || r.state == StateStopped {
+		r.state, r.stateSince = StateRejoining, time.Now()
+	}
 }
 
 func (r *Runner) setState(state, lastErr string) {
 	r.mu.Lock()
-	r.state = state
-	if lastErr != "" || state == "running" {
+	if r.state != state {
+		r.state, r.stateSince = state, time.Now()
+	}
+	if lastErr != "" || state == StateRunning {
 		r.lastErr = lastErr
 	}
 	r.mu.Unlock()
@@ -251,7 +295,7 @@ func (r *Runner) session(s Session) {
 	}
 	r.mu.Lock()
 	r.partitions = ps
-	r.state = "running"
+	r.state, r.stateSince = StateRunning, time.Now()
 	r.lastErr = ""
 	r.mu.Unlock()
 	r.log.Info("assignment started", "partitions", partitionNames(ps))
@@ -265,7 +309,7 @@ loop:
 			break loop
 		case <-ticker.C:
 			r.adaptLimit()
-			if err := r.commit(ctx, ss, ps); err != nil && ctx.Err() == nil {
+			if err := r.commit(ctx, ss, ps); err != nil && ctx.Err() == nil && !errors.Is(err, ErrFenced) {
 				r.log.Warn("commit failed; will retry", "err", err)
 			}
 		}
@@ -305,18 +349,29 @@ loop:
 	r.finalCommit(ss, ps)
 	r.mu.Lock()
 	r.partitions = nil
+	if r.state == StateRunning {
+		r.state, r.stateSince = StateRejoining, time.Now()
+	}
 	r.mu.Unlock()
 	r.log.Info("assignment ended", "partitions", partitionNames(ps))
 }
 
+// finalCommit commits what finished before the partitions are released.
+// It retries transient errors until FinalCommitTimeout, and gives up at
+// once when the group has rejected the generation: asking again cannot
+// succeed, and the partitions may already be someone else's.
 func (r *Runner) finalCommit(ss *session, ps []*partition) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(r.opts.FinalCommitTimeout)
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		err := r.commit(ctx, ss, ps)
 		cancel()
 		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrFenced) {
+			r.log.Warn("final commit rejected: the group moved on without this member; the uncommitted messages will be redelivered", "err", err)
 			return
 		}
 		if time.Now().Add(backoff).After(deadline) {
@@ -556,11 +611,14 @@ func partitionNames(ps []*partition) []string {
 
 // Status is a snapshot of a runner.
 type Status struct {
-	// State is starting, running, error or stopped.
-	State         string `json:"state"`
-	LastError     string `json:"lastError,omitempty"`
-	InFlight      int    `json:"inFlight"`
-	InFlightBytes int64  `json:"inFlightBytes"`
+	// State is one of the State constants.
+	State string `json:"state"`
+	// StateSince is when the state began; with starting, rejoining and
+	// stalled it says how long the group has been re-forming.
+	StateSince    time.Time `json:"stateSince"`
+	LastError     string    `json:"lastError,omitempty"`
+	InFlight      int       `json:"inFlight"`
+	InFlightBytes int64     `json:"inFlightBytes"`
 	// Held counts fetched messages not yet finished: those in flight and
 	// those queued behind a running message of their key or partition.
 	Held         int               `json:"held"`
@@ -591,15 +649,18 @@ type PartitionStatus struct {
 // Status returns a snapshot; safe for concurrent use.
 func (r *Runner) Status() Status {
 	r.mu.Lock()
-	st := Status{State: r.state, LastError: r.lastErr}
+	st := Status{State: r.state, StateSince: r.stateSince, LastError: r.lastErr}
 	ps := r.partitions
 	r.mu.Unlock()
+	if (st.State == StateStarting || st.State == StateRejoining) && time.Since(st.StateSince) > r.opts.StallAfter {
+		st.State = StateStalled
+	}
 	st.InFlight, _, st.Limit = r.run.state()
 	st.Held, st.InFlightBytes, _ = r.gate.state()
 	r.Counters.Fill(&st)
 	st.Breaker = r.br.status()
-	if st.State == "running" && st.Breaker.State == "open" {
-		st.State = "breaker-open"
+	if st.State == StateRunning && st.Breaker.State == "open" {
+		st.State = StateBreakerOpen
 	}
 	st.Partitions = make([]PartitionStatus, 0, len(ps))
 	for _, p := range ps {

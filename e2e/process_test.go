@@ -69,6 +69,8 @@ type proc struct {
 
 type serveOpts struct {
 	dataDir, kafkaAddr, httpAddr, brokers string
+	// extra flags, after the defaults (a later flag wins).
+	extra []string
 }
 
 func serve(t *testing.T, o serveOpts) *proc {
@@ -80,6 +82,7 @@ func serve(t *testing.T, o serveOpts) *proc {
 	} else {
 		args = append(args, "--data-dir", o.dataDir, "--kafka-addr", o.kafkaAddr)
 	}
+	args = append(args, o.extra...)
 	cmd := exec.Command(binary, args...)
 	p := &proc{cmd: cmd, httpAddr: o.httpAddr, log: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = &lockedWriter{w: p.log}
@@ -108,6 +111,19 @@ func serve(t *testing.T, o serveOpts) *proc {
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// term stops the node with SIGTERM and returns its exit code, or -1 when it
+// had to be killed because it did not exit within grace.
+func (p *proc) term(grace time.Duration) int {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(grace):
+		p.kill()
+		return -1
+	}
 }
 
 func (p *proc) logText() string {

@@ -77,6 +77,10 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 	breaker := gauge("sluice.breaker.state", "{state}", "Circuit breaker: 0 closed, 1 half-open, 2 open.")
 	lag := gauge("messaging.kafka.consumer.lag", "{message}", "Log end offset minus the group's committed offset, per partition, measured by Sluice.")
 	oldest := gauge("sluice.consumer.oldest_message_age", "s", "Age of the oldest message not yet processed.")
+	unformed := gauge("sluice.consumer.group.unformed", "s",
+		"How long this node's member of the handler's group has been without an assignment (0 while it has one).")
+	stalled := gauge("sluice.consumer.group.stalled", "1",
+		"1 when the handler's group has not formed for longer than the stall bound (alert on it), else 0.")
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +101,16 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 				o.ObserveFloat64(inflight, float64(st.InFlight), set)
 				o.ObserveFloat64(limit, float64(st.Limit), set)
 				o.ObserveFloat64(breaker, breakerValue(st.Breaker), set)
+				var off, stall float64
+				switch st.State {
+				case consumers.StateStarting, consumers.StateRejoining, consumers.StateStalled:
+					off = time.Since(st.StateSince).Seconds()
+				}
+				if st.State == consumers.StateStalled {
+					stall = 1
+				}
+				o.ObserveFloat64(unformed, off, set)
+				o.ObserveFloat64(stalled, stall, set)
 			}
 			if p, lags, ok := sampler.Latest(tg.Spec.Name); ok {
 				o.ObserveFloat64(oldest, p.OldestAgeSeconds, set)
@@ -111,7 +125,8 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 			}
 		}
 		return nil
-	}, received, succeeded, failed, retried, dead, replayed, rebalances, commitFailures, inflight, limit, breaker, lag, oldest)
+	}, received, succeeded, failed, retried, dead, replayed, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
+		unformed, stalled)
 	if err != nil {
 		return nil, err
 	}

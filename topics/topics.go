@@ -420,6 +420,43 @@ func (c *Client) Owners(ctx context.Context, group string) (map[string]map[int]s
 	return out, nil
 }
 
+// GroupMember is one member of a consumer group, as the coordinator
+// describes it.
+type GroupMember struct {
+	MemberID   string
+	ClientID   string
+	ClientHost string
+	// UserData is what the member published in its subscription.
+	UserData []byte
+	// Assigned lists the partitions of each topic it owns.
+	Assigned map[string][]int
+}
+
+// GroupMembers describes group: its state (Stable, PreparingRebalance,
+// CompletingRebalance, Empty, Dead) and its members.
+func (c *Client) GroupMembers(ctx context.Context, group string) (string, []GroupMember, error) {
+	resp, err := c.kc.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return "", nil, fmt.Errorf("describing group %s: %w", group, err)
+	}
+	for _, g := range resp.Groups {
+		if g.Error != nil {
+			return "", nil, fmt.Errorf("describing group %s: %w", group, g.Error)
+		}
+		out := make([]GroupMember, 0, len(g.Members))
+		for _, m := range g.Members {
+			gm := GroupMember{MemberID: m.MemberID, ClientID: m.ClientID, ClientHost: m.ClientHost,
+				UserData: m.MemberMetadata.UserData, Assigned: map[string][]int{}}
+			for _, t := range m.MemberAssignments.Topics {
+				gm.Assigned[t.Topic] = append(gm.Assigned[t.Topic], t.Partitions...)
+			}
+			out = append(out, gm)
+		}
+		return g.GroupState, out, nil
+	}
+	return "", nil, fmt.Errorf("describing group %s: no answer", group)
+}
+
 // PartitionLag is where a consumer group stands on one partition.
 type PartitionLag struct {
 	Partition int

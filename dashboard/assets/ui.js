@@ -34,6 +34,8 @@ const ICONS = {
   "breaker-open": "M1 6 H4 M8 6 H11 M4 6 L8 2.5",
   error: "M3 3 L9 9 M9 3 L3 9",
   starting: "M6 1.5 A4.5 4.5 0 1 1 1.5 6",
+  rejoining: "M6 1.5 A4.5 4.5 0 1 1 1.5 6 M1.5 3 V6 H4.5",
+  stalled: "M6 1.5 L11 10.5 H1 Z M6 5 V7.5",
   unavailable: "M2.8 2.8 L9.2 9.2 M6 1.5 A4.5 4.5 0 1 1 5.99 1.5",
   stopped: "M2.5 2.5 H9.5 V9.5 H2.5 Z",
   dead: "M3 3 L9 9 M9 3 L3 9",
@@ -59,6 +61,8 @@ const STATE_LABELS = {
   paused: "paused",
   "breaker-open": "breaker open",
   starting: "starting",
+  rejoining: "rejoining",
+  stalled: "stalled",
   error: "error",
   unavailable: "unavailable",
   stopped: "stopped",
@@ -67,20 +71,35 @@ const STATE_LABELS = {
   discarded: "discarded",
 };
 
-// badge shows a state as shape + word + colour.
-export function badge(state, testid) {
+// Waiting states show how long they have lasted.
+const TIMED = new Set(["starting", "rejoining", "stalled"]);
+
+function stateLabel(s, since) {
+  const word = STATE_LABELS[s] || s;
+  if (!since || !TIMED.has(s)) return word;
+  const t = Date.parse(since);
+  if (!Number.isFinite(t) || t <= 0) return word;
+  const secs = Math.max(0, Math.round((Date.now() - t) / 1000));
+  const d = secs < 120 ? `${secs}s` : secs < 7200 ? `${Math.round(secs / 60)}m` : `${Math.round(secs / 3600)}h`;
+  return `${word} · ${d}`;
+}
+
+// badge shows a state as shape + word + colour; since (an RFC 3339 time)
+// adds how long a waiting state has lasted.
+export function badge(state, testid, since) {
   const s = state || "unknown";
+  const label = stateLabel(s, since);
   return h(
     "span",
-    { class: `badge st-${s}`, "data-testid": testid, "data-state": s },
+    { class: `badge st-${s}`, "data-testid": testid, "data-state": s, "data-label": label, title: since && TIMED.has(s) ? `since ${since}` : "" },
     icon(s),
-    STATE_LABELS[s] || s,
+    label,
   );
 }
 
-export function setBadge(el, state) {
-  if (el.dataset.state === state) return;
-  const fresh = badge(state, el.dataset.testid);
+export function setBadge(el, state, since) {
+  if (el.dataset.state === state && el.dataset.label === stateLabel(state || "unknown", since)) return;
+  const fresh = badge(state, el.dataset.testid, since);
   el.replaceWith(fresh);
 }
 

@@ -173,7 +173,19 @@ func state(h api.Handler) string {
 	case h.Status == nil || h.Status.State == "":
 		return "-"
 	}
-	return h.Status.State
+	return withSince(h.Status.State, h.Status.StateSince)
+}
+
+// withSince adds how long a waiting state (starting, rejoining, stalled)
+// has lasted: "rejoining (12s)".
+func withSince(state string, since time.Time) string {
+	switch state {
+	case "starting", "rejoining", "stalled":
+		if !since.IsZero() {
+			return fmt.Sprintf("%s (%s)", state, time.Since(since).Round(time.Second))
+		}
+	}
+	return state
 }
 
 func newHandlerGetCmd(env Env, conn *apiConn) *cobra.Command {

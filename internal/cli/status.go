@@ -213,7 +213,7 @@ func nodeLine(n api.NodeInfo) string {
 // a glance even while the handler runs, so it is added unless the state
 // says it already.
 func handlerState(h api.HandlerOverview) string {
-	s := h.State
+	s := withSince(h.State, h.StateSince)
 	if s == "" {
 		s = "-"
 	}

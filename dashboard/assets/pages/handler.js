@@ -146,7 +146,7 @@ export function handlerPage(main, signal, name) {
   function drawHandler() {
     const st = hd.status || {};
     const sp = hd.spec || {};
-    setBadge(stateSlot.firstChild, effectiveState(hd));
+    setBadge(stateSlot.firstChild, effectiveState(hd), (hd.status || {}).stateSince);
     drawButtons();
     const fact = (k, ...v) => [h("dt", {}, k), h("dd", {}, ...v)];
     facts.replaceChildren(

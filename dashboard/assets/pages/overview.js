@@ -102,7 +102,7 @@ export function overviewPage(main, signal) {
     tr.querySelector(".topic").textContent = x.topic;
     tr.querySelector(".invoker").textContent = x.invoker === "go" ? "Go function" : x.invoker;
     tr.querySelector(".invoker").title = x.invoker;
-    setBadge(q("state"), x.state);
+    setBadge(q("state"), x.state, x.stateSince);
     tr.dataset.state = x.state;
     setNum(q("rate-in"), x.rateIn, fmtRate(x.rateIn));
     setNum(q("rate-out"), x.rateOut, fmtRate(x.rateOut));
