@@ -49,6 +49,41 @@ type (
 	Duration       = handlers.Duration
 )
 
+// Ordering says which messages of a handler may run at the same time; see
+// handlers.Ordering.
+type Ordering = handlers.Ordering
+
+// The orderings, for Spec.Ordering.
+const (
+	// OrderingKey keeps each key's messages in order; different keys run in
+	// parallel. The default.
+	OrderingKey = handlers.OrderingKey
+	// OrderingPartition runs each partition one message at a time.
+	OrderingPartition = handlers.OrderingPartition
+	// OrderingNone runs any message as soon as there is room.
+	OrderingNone = handlers.OrderingNone
+)
+
+// The retry modes, for RetrySpec.Mode.
+const (
+	// RetryInPlace retries a message where it is (the default).
+	RetryInPlace = handlers.RetryInPlace
+	// RetryTopics parks a message on delay topics between attempts.
+	RetryTopics = handlers.RetryTopics
+)
+
+// StartFrom says where a new handler starts reading; see handlers.StartFrom.
+type StartFrom = handlers.StartFrom
+
+// The starting points, for Spec.StartFrom.
+const (
+	// StartEarliest reads the topic from its first retained message. The
+	// default.
+	StartEarliest = handlers.StartEarliest
+	// StartLatest reads only messages produced after the handler first joins.
+	StartLatest = handlers.StartLatest
+)
+
 // Concurrency is a Spec's in-flight limit; see handlers.Concurrency.
 type Concurrency = handlers.Concurrency
 
@@ -83,7 +118,6 @@ type App struct {
 	mu        sync.Mutex
 	started   bool
 	brokers   []string
-	embedded  *broker.Embedded
 	tc        *topics.Client
 	reg       *registry.Registry
 	dlq       *dlq.Queue
@@ -211,7 +245,6 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 		defer b.Close()
-		a.embedded = b
 		brokers = b.Addrs()
 		a.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", a.cfg.DataDir)
 	}

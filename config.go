@@ -4,8 +4,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/topics"
 )
 
 // Config is a node's deploy-time configuration. The zero value of each
@@ -46,59 +53,40 @@ type Config struct {
 	SampleInterval time.Duration `yaml:"sampleInterval"`
 }
 
-// DefaultConfig returns the defaults, in one place.
+// DefaultConfig returns the node's defaults. Each value has one home: the
+// package it configures.
 func DefaultConfig() Config {
 	return Config{
 		DataDir:            "./sluice-data",
-		KafkaAddr:          "127.0.0.1:9092",
+		KafkaAddr:          broker.DefaultAddr,
 		HTTPAddr:           "127.0.0.1:8080",
-		Partitions:         12,
+		Partitions:         topics.DefaultPartitions,
 		ReplicationFactor:  -1,
-		SessionTimeout:     10 * time.Second,
-		CommitInterval:     time.Second,
-		DrainTimeout:       20 * time.Second,
-		FinalCommitTimeout: 10 * time.Second,
-		MaxPublishBytes:    8 << 20,
-		SampleInterval:     5 * time.Second,
+		SessionTimeout:     consumers.DefaultSessionTimeout,
+		CommitInterval:     consumers.DefaultCommitInterval,
+		DrainTimeout:       consumers.DefaultDrainTimeout,
+		FinalCommitTimeout: consumers.DefaultFinalCommitTimeout,
+		MaxPublishBytes:    api.DefaultMaxPublishBytes,
+		SampleInterval:     metrics.DefaultSampleInterval,
 	}
 }
 
+// withDefaults fills every zero field from DefaultConfig.
 func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.DataDir == "" {
-		c.DataDir = d.DataDir
-	}
-	if c.KafkaAddr == "" {
-		c.KafkaAddr = d.KafkaAddr
-	}
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = d.HTTPAddr
-	}
-	if c.Partitions == 0 {
-		c.Partitions = d.Partitions
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = d.ReplicationFactor
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = d.SessionTimeout
-	}
-	if c.CommitInterval == 0 {
-		c.CommitInterval = d.CommitInterval
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = d.DrainTimeout
-	}
-	if c.FinalCommitTimeout == 0 {
-		c.FinalCommitTimeout = d.FinalCommitTimeout
-	}
-	if c.MaxPublishBytes == 0 {
-		c.MaxPublishBytes = d.MaxPublishBytes
-	}
-	if c.SampleInterval == 0 {
-		c.SampleInterval = d.SampleInterval
-	}
+	mergeNonZero(&c, DefaultConfig(), true)
 	return c
+}
+
+// mergeNonZero copies src's non-zero fields into dst: all of them, or with
+// onlyIntoZero only those where dst's field is zero.
+func mergeNonZero(dst *Config, src Config, onlyIntoZero bool) {
+	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+	for i := 0; i < d.NumField(); i++ {
+		if s.Field(i).IsZero() || (onlyIntoZero && !d.Field(i).IsZero()) {
+			continue
+		}
+		d.Field(i).Set(s.Field(i))
+	}
 }
 
 // Validate reports the first field that is wrong, by its flag name.
@@ -164,8 +152,10 @@ func (c Config) StallAfter() time.Duration {
 // names.
 type Option func(*App)
 
-// WithConfig replaces the whole configuration.
-func WithConfig(c Config) Option { return func(a *App) { a.cfg = c } }
+// WithConfig sets every field that is non-zero in c. Options compose in
+// order: a later option overrides an earlier one, and WithConfig leaves the
+// fields that c does not set as earlier options set them.
+func WithConfig(c Config) Option { return func(a *App) { mergeNonZero(&a.cfg, c, false) } }
 
 // WithBrokers uses an external Kafka cluster instead of the embedded broker.
 func WithBrokers(brokers ...string) Option { return func(a *App) { a.cfg.Brokers = brokers } }

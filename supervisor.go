@@ -18,7 +18,7 @@ import (
 type supervisor struct {
 	a *App
 
-	mu      sync.Mutex // serializes reconcile and registerGo
+	mu      sync.Mutex // serializes reconcile and stopAll; guards goDone
 	mapMu   sync.Mutex // guards runners, held briefly
 	runners map[string]*running
 	goDone  bool

@@ -52,7 +52,6 @@ type Backend interface {
 // Errors a Backend returns that map to HTTP statuses.
 var (
 	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
 	// ErrUnavailable is a node that cannot serve yet (503).
 	ErrUnavailable = errors.New("unavailable")
 )
@@ -74,10 +73,13 @@ type ServerConfig struct {
 	UI http.Handler
 }
 
+// DefaultMaxPublishBytes bounds a publish request body unless configured.
+const DefaultMaxPublishBytes = 8 << 20
+
 // NewServer returns the API's http.Handler.
 func NewServer(b Backend, cfg ServerConfig) http.Handler {
 	if cfg.MaxPublishBytes <= 0 {
-		cfg.MaxPublishBytes = 8 << 20
+		cfg.MaxPublishBytes = DefaultMaxPublishBytes
 	}
 	if cfg.MaxSpecBytes <= 0 {
 		cfg.MaxSpecBytes = 1 << 20
@@ -202,7 +204,7 @@ func backendErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, dlq.ErrNotFound):
 		writeErr(w, http.StatusNotFound, err)
-	case errors.Is(err, ErrConflict), errors.Is(err, topics.ErrTopicExists):
+	case errors.Is(err, topics.ErrTopicExists):
 		writeErr(w, http.StatusConflict, err)
 	case errors.Is(err, ErrUnavailable):
 		writeErr(w, http.StatusServiceUnavailable, err)

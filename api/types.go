@@ -171,7 +171,9 @@ type PartitionInfo struct {
 	LogStart  int64  `json:"logStart"`
 	LogEnd    int64  `json:"logEnd"`
 	Lag       int64  `json:"lag"`
-	// InFlight and Pending are known for partitions this node owns.
+	// Pending counts the fetched messages not yet behind the commit
+	// position; it is known only for partitions this node owns (0 for the
+	// others).
 	Pending int `json:"pending"`
 }
 

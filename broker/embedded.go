@@ -17,7 +17,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/topics"
 )
+
+// DefaultAddr is where the embedded broker listens unless configured.
+const DefaultAddr = "127.0.0.1:9092"
 
 // Config configures the embedded broker.
 type Config struct {
@@ -54,10 +59,10 @@ func Start(cfg Config) (*Embedded, error) {
 		return nil, errors.New("embedded broker: data dir is required")
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:9092"
+		cfg.Addr = DefaultAddr
 	}
 	if cfg.Partitions <= 0 {
-		cfg.Partitions = 12
+		cfg.Partitions = topics.DefaultPartitions
 	}
 	if cfg.Brokers <= 0 {
 		cfg.Brokers = 1

@@ -6,11 +6,16 @@ import (
 	"sync/atomic"
 )
 
-// gate bounds a handler's in-flight work: at most limit messages and
-// maxBytes bytes (a single message larger than maxBytes still passes when
-// nothing else is in flight). The limit may change at any time (adaptive
-// concurrency). Fetch loops wait here, which is the engine's backpressure:
-// while the gate is shut, nothing more is fetched for the handler.
+// gate bounds a count of messages, and optionally their bytes: at most
+// limit messages and maxBytes bytes (a single message larger than maxBytes
+// still passes when nothing else is in flight). The limit may change at any
+// time (adaptive concurrency). A Runner has two:
+//   - Runner.gate bounds the fetched messages it holds (holdFactor × the
+//     concurrency limit, and MaxInFlightBytes). Fetch loops wait here,
+//     which is the engine's backpressure: while it is shut, nothing more is
+//     fetched for the handler.
+//   - Runner.run bounds the invocations running at once (the concurrency
+//     limit, no byte bound).
 //
 // Taking and returning room are atomic adds; the mutex and the wake channel
 // are only for acquirers that must wait.

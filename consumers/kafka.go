@@ -62,7 +62,7 @@ type KafkaConfig struct {
 func (c *KafkaConfig) withDefaults() KafkaConfig {
 	out := *c
 	if out.SessionTimeout == 0 {
-		out.SessionTimeout = 10 * time.Second
+		out.SessionTimeout = DefaultSessionTimeout
 	}
 	if out.HeartbeatInterval == 0 {
 		out.HeartbeatInterval = time.Second

@@ -66,21 +66,29 @@ type Hooks struct {
 	Commit func(d time.Duration, err error)
 }
 
+// The engine's defaults, also the node's (sluice.DefaultConfig).
+const (
+	DefaultCommitInterval     = time.Second
+	DefaultDrainTimeout       = 20 * time.Second
+	DefaultFinalCommitTimeout = 10 * time.Second
+	DefaultSessionTimeout     = 10 * time.Second
+)
+
 func (o Options) withDefaults(concurrency int) Options {
 	if o.AdaptWindow <= 0 {
 		o.AdaptWindow = 250 * time.Millisecond
 	}
 	if o.CommitInterval <= 0 {
-		o.CommitInterval = time.Second
+		o.CommitInterval = DefaultCommitInterval
 	}
 	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 20 * time.Second
+		o.DrainTimeout = DefaultDrainTimeout
 	}
 	if o.StallAfter <= 0 {
 		o.StallAfter = 90 * time.Second
 	}
 	if o.FinalCommitTimeout <= 0 {
-		o.FinalCommitTimeout = 10 * time.Second
+		o.FinalCommitTimeout = DefaultFinalCommitTimeout
 	}
 	if o.MaxPendingPerPartition <= 0 {
 		o.MaxPendingPerPartition = max(1024, 64*concurrency)

@@ -478,20 +478,6 @@ func (q *Queue) mark(ctx context.Context, handler string, es []Entry, state stri
 	return err
 }
 
-// Count returns how many of handler's entries are in each state, scanning
-// at most ScanLimit newest records per partition.
-func (q *Queue) Count(ctx context.Context, handler, topic string) (map[string]int, error) {
-	all, err := q.scan(ctx, handler, topic, q.ScanLimit)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{StateDead: 0, StateReplayed: 0, StateDiscarded: 0}
-	for _, e := range all {
-		out[e.State]++
-	}
-	return out, nil
-}
-
 // The queue also parks messages on delay topics.
 var _ consumers.Parker = (*Queue)(nil)
 

@@ -108,6 +108,11 @@ func TestSoakChaos(t *testing.T) {
 	mu.Unlock()
 	fmt.Printf("soak %s: %d published, %d delivered, %d duplicates (%.2f%%), %d kill -9s, %d requests, %d injected failures\n",
 		dur, published, distinct(), dups, 100*float64(dups)/float64(published), kills, requests.Load(), failures.Load())
+	// Each kill -9 redelivers at most what was in flight plus what finished
+	// since the last commit (docs/guarantees.md); nothing else duplicates.
+	if bound := kills * maxDupsPerKill; dups > bound {
+		t.Fatalf("%d duplicates after %d kill -9s, over the bound of %d", dups, kills, bound)
+	}
 }
 
 // publishBatch publishes values soak-from..soak-from+n-1 through server's

@@ -47,16 +47,16 @@ type history struct {
 	oldest float64
 }
 
-// NewSampler samples targets every interval (default 5s).
+// DefaultSampleInterval is how often the sampler samples unless configured.
+const DefaultSampleInterval = 5 * time.Second
+
+// NewSampler samples targets every interval (default DefaultSampleInterval).
 func NewSampler(tc *topics.Client, targets func() []Target, interval time.Duration) *Sampler {
 	if interval <= 0 {
-		interval = 5 * time.Second
+		interval = DefaultSampleInterval
 	}
 	return &Sampler{tc: tc, targets: targets, interval: interval, keep: int(time.Hour / interval), handlers: map[string]*history{}}
 }
-
-// Interval is the time between samples.
-func (s *Sampler) Interval() time.Duration { return s.interval }
 
 // Run samples until ctx is done.
 func (s *Sampler) Run(ctx context.Context) {

@@ -52,12 +52,16 @@ type partitionCount struct {
 }
 
 // New returns a client for cfg.Brokers.
+// DefaultPartitions is the partition count of topics created on first use,
+// unless configured.
+const DefaultPartitions = 12
+
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("topics: no brokers")
 	}
 	if cfg.Partitions <= 0 {
-		cfg.Partitions = 12
+		cfg.Partitions = DefaultPartitions
 	}
 	if cfg.ReplicationFactor == 0 {
 		cfg.ReplicationFactor = -1
@@ -72,12 +76,6 @@ func New(cfg Config) (*Client, error) {
 		parts: make(map[string]partitionCount),
 	}, nil
 }
-
-// Brokers are the bootstrap addresses.
-func (c *Client) Brokers() []string { return c.cfg.Brokers }
-
-// DefaultPartitions is the partition count of topics created on first use.
-func (c *Client) DefaultPartitions() int { return c.cfg.Partitions }
 
 // Create creates topic with partitions (0 means the default) and configs.
 // It returns ErrTopicExists when the topic is already there.
