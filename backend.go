@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // The App serves the API.
@@ -25,8 +23,9 @@ func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
 	case e.Paused:
 		st.State = "paused"
 	case r != nil:
-		st.Status = r.Status()
-		st.State = st.Status.State
+		rs := r.Status()
+		st.RunnerStatus = runnerStatus(rs)
+		st.State = rs.State
 	case e.Spec.Go != nil:
 		st.State = "unavailable"
 		st.LastError = "no Go function named " + e.Spec.Name + " is compiled into this node"
@@ -34,7 +33,7 @@ func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
 		st.State = "starting"
 	}
 	if st.Partitions == nil {
-		st.Partitions = []consumers.PartitionStatus{}
+		st.Partitions = []api.PartitionStatus{}
 	}
 	st.Lag = a.lag(ctx, e.Spec)
 	if p, _, ok := a.sampler.Latest(e.Spec.Name); ok {
@@ -156,24 +155,30 @@ func (a *App) SetPaused(ctx context.Context, name string, paused bool) (api.Hand
 }
 
 // Publish implements api.Backend.
-func (a *App) Publish(ctx context.Context, topic string, recs []topics.Record) ([]topics.Produced, error) {
-	ctx, span := a.tracePublish(ctx, topic, recs)
+func (a *App) Publish(ctx context.Context, topic string, recs []api.Record) ([]api.Produced, error) {
+	trecs := toRecords(recs)
+	ctx, span := a.tracePublish(ctx, topic, trecs)
 	defer span.End()
-	res, err := a.tc.Produce(ctx, topic, recs)
+	res, err := a.tc.Produce(ctx, topic, trecs)
 	if err != nil {
 		span.RecordError(err)
+		return nil, asAPIError(err)
 	}
-	return res, err
+	return produced(res), nil
 }
 
 // ListTopics implements api.Backend.
-func (a *App) ListTopics(ctx context.Context) ([]topics.Info, error) {
-	return a.tc.List(ctx)
+func (a *App) ListTopics(ctx context.Context) ([]api.TopicInfo, error) {
+	ts, err := a.tc.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return topicInfos(ts), nil
 }
 
 // CreateTopic implements api.Backend.
 func (a *App) CreateTopic(ctx context.Context, name string, partitions int) error {
-	return a.tc.Create(ctx, name, partitions, nil)
+	return asAPIError(a.tc.Create(ctx, name, partitions, nil))
 }
 
 // Ready implements api.Backend: the registry is loaded and the broker
@@ -226,25 +231,33 @@ func (a *App) deadLetterTopics(name string) (dlqTopic, replayTopic string, err e
 }
 
 // ListDeadLetters implements api.Backend.
-func (a *App) ListDeadLetters(ctx context.Context, name string, f dlq.Filter) (dlq.Page, error) {
+func (a *App) ListDeadLetters(ctx context.Context, name string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
 	topic, _, err := a.deadLetterTopics(name)
 	if err != nil {
-		return dlq.Page{}, err
+		return api.DeadLetterPage{}, err
 	}
-	return a.dlq.List(ctx, name, topic, f)
+	p, err := a.dlq.List(ctx, name, topic, dlq.Filter(f))
+	if err != nil {
+		return api.DeadLetterPage{}, asAPIError(err)
+	}
+	return deadLetterPage(p), nil
 }
 
 // GetDeadLetter implements api.Backend.
-func (a *App) GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry, error) {
+func (a *App) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLetter, error) {
 	topic, _, err := a.deadLetterTopics(name)
 	if err != nil {
-		return dlq.Entry{}, err
+		return api.DeadLetter{}, err
 	}
-	return a.dlq.Get(ctx, name, topic, id)
+	e, err := a.dlq.Get(ctx, name, topic, id)
+	if err != nil {
+		return api.DeadLetter{}, asAPIError(err)
+	}
+	return deadLetter(e), nil
 }
 
 // ReplayDeadLetters implements api.Backend.
-func (a *App) ReplayDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error) {
+func (a *App) ReplayDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
 	topic, replay, err := a.deadLetterTopics(name)
 	if err != nil {
 		return 0, err
@@ -252,14 +265,16 @@ func (a *App) ReplayDeadLetters(ctx context.Context, name string, sel dlq.Select
 	if err := a.tc.Ensure(ctx, replay, 1, nil); err != nil {
 		return 0, err
 	}
-	return a.dlq.Replay(ctx, name, topic, replay, sel)
+	n, err := a.dlq.Replay(ctx, name, topic, replay, dlq.Selection(sel))
+	return n, asAPIError(err)
 }
 
 // DiscardDeadLetters implements api.Backend.
-func (a *App) DiscardDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error) {
+func (a *App) DiscardDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
 	topic, _, err := a.deadLetterTopics(name)
 	if err != nil {
 		return 0, err
 	}
-	return a.dlq.Discard(ctx, name, topic, sel)
+	n, err := a.dlq.Discard(ctx, name, topic, dlq.Selection(sel))
+	return n, asAPIError(err)
 }

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -23,7 +22,7 @@ type PurgeResponse struct {
 
 func (s *server) listDLQ(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var f dlq.Filter
+	var f DeadLetterFilter
 	var err error
 	intParam := func(name string, dst *int, lo, hi int) bool {
 		v := q.Get(name)
@@ -55,7 +54,7 @@ func (s *server) listDLQ(w http.ResponseWriter, r *http.Request) {
 	}
 	f.ErrorContains = q.Get("error")
 	switch st := q.Get("state"); st {
-	case "", dlq.StateDead, dlq.StateReplayed, dlq.StateDiscarded:
+	case "", StateDead, StateReplayed, StateDiscarded:
 		f.State = st
 	default:
 		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "state", Msg: fmt.Sprintf("must be dead, replayed or discarded, got %q", st)})
@@ -79,7 +78,7 @@ func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) discardOne(w http.ResponseWriter, r *http.Request) {
-	n, err := s.b.DiscardDeadLetters(r.Context(), r.PathValue("name"), dlq.Selection{IDs: []string{r.PathValue("id")}})
+	n, err := s.b.DiscardDeadLetters(r.Context(), r.PathValue("name"), Selection{IDs: []string{r.PathValue("id")}})
 	if err != nil {
 		backendErr(w, err)
 		return
@@ -93,7 +92,7 @@ func (s *server) dlqAction(replay bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		var sel dlq.Selection
+		var sel Selection
 		if err := strictJSON(body, &sel); err != nil {
 			writeErr(w, http.StatusBadRequest, err)
 			return

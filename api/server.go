@@ -15,12 +15,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // Backend is what the API serves. The node (package sluice) implements it.
@@ -31,16 +28,16 @@ type Backend interface {
 	ApplyHandler(ctx context.Context, spec handlers.Spec) (h Handler, created bool, err error)
 	DeleteHandler(ctx context.Context, name string) error
 	SetPaused(ctx context.Context, name string, paused bool) (Handler, error)
-	Publish(ctx context.Context, topic string, recs []topics.Record) ([]topics.Produced, error)
-	ListTopics(ctx context.Context) ([]topics.Info, error)
+	Publish(ctx context.Context, topic string, recs []Record) ([]Produced, error)
+	ListTopics(ctx context.Context) ([]TopicInfo, error)
 	CreateTopic(ctx context.Context, name string, partitions int) error
 	// Ready reports whether the node can serve, with the state of each check.
 	Ready(ctx context.Context) (bool, map[string]string)
 
-	ListDeadLetters(ctx context.Context, name string, f dlq.Filter) (dlq.Page, error)
-	GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry, error)
-	ReplayDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
-	DiscardDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error)
+	ListDeadLetters(ctx context.Context, name string, f DeadLetterFilter) (DeadLetterPage, error)
+	GetDeadLetter(ctx context.Context, name, id string) (DeadLetter, error)
+	ReplayDeadLetters(ctx context.Context, name string, sel Selection) (int, error)
+	DiscardDeadLetters(ctx context.Context, name string, sel Selection) (int, error)
 
 	Overview(ctx context.Context) Overview
 	// Fleet lists the live nodes, from the consumer groups of the handlers.
@@ -202,13 +199,13 @@ func writeErr(w http.ResponseWriter, status int, err error) {
 func backendErr(w http.ResponseWriter, err error) {
 	var fe *handlers.FieldError
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, dlq.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
 		writeErr(w, http.StatusNotFound, err)
-	case errors.Is(err, topics.ErrTopicExists):
+	case errors.Is(err, ErrTopicExists):
 		writeErr(w, http.StatusConflict, err)
 	case errors.Is(err, ErrUnavailable):
 		writeErr(w, http.StatusServiceUnavailable, err)
-	case errors.Is(err, topics.ErrNoPartition):
+	case errors.Is(err, ErrNoPartition):
 		writeErr(w, http.StatusBadRequest, err)
 	case errors.As(err, &fe):
 		writeErr(w, http.StatusBadRequest, err)
@@ -333,7 +330,7 @@ func (s *server) createTopic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.b.CreateTopic(r.Context(), req.Name, req.Partitions); err != nil {
-		if errors.Is(err, topics.ErrTopicExists) {
+		if errors.Is(err, ErrTopicExists) {
 			writeErr(w, http.StatusConflict, fmt.Errorf("topic %s already exists", req.Name))
 			return
 		}
@@ -366,7 +363,7 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "messages", Msg: "at least one message is required"})
 		return
 	}
-	recs := make([]topics.Record, len(req.Messages))
+	recs := make([]Record, len(req.Messages))
 	for i, m := range req.Messages {
 		rec, err := toRecord(m)
 		if err != nil {
@@ -387,8 +384,8 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, PublishResponse{Results: res})
 }
 
-func toRecord(m PublishMessage) (topics.Record, error) {
-	rec := topics.Record{Partition: -1}
+func toRecord(m PublishMessage) (Record, error) {
+	rec := Record{Partition: -1}
 	if m.Key != nil {
 		rec.Key = []byte(*m.Key)
 	}
@@ -425,7 +422,7 @@ func toRecord(m PublishMessage) (topics.Record, error) {
 		if !utf8.ValidString(k) {
 			return rec, &handlers.FieldError{Field: "headers", Msg: "header names must be UTF-8"}
 		}
-		rec.Headers = append(rec.Headers, kafka.Header{Key: k, Value: []byte(v)})
+		rec.Headers = append(rec.Headers, Header{Key: k, Value: []byte(v)})
 	}
 	return rec, nil
 }

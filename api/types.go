@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // Handler is a registered handler as the API shows it.
@@ -29,7 +27,7 @@ type HandlerStatus struct {
 	// for longer than the stall bound), error, unavailable (a Go handler
 	// not compiled into this node) or stopped; StateSince says since when.
 	State string `json:"state"`
-	consumers.Status
+	RunnerStatus
 	// Lag is the sum over partitions of log end minus committed offset.
 	Lag int64 `json:"lag"`
 	// OldestAgeSeconds is the age of the oldest message not yet processed,
@@ -60,12 +58,12 @@ type PublishMessage struct {
 
 // PublishResponse lists where each message landed, in request order.
 type PublishResponse struct {
-	Results []topics.Produced `json:"results"`
+	Results []Produced `json:"results"`
 }
 
 // TopicList is GET /v1/topics.
 type TopicList struct {
-	Topics []topics.Info `json:"topics"`
+	Topics []TopicInfo `json:"topics"`
 }
 
 // CreateTopicRequest is POST /v1/topics.

@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,9 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // DefaultTimeout bounds one request made with the default HTTP client.
@@ -142,7 +142,7 @@ func (c *Client) handlerAction(ctx context.Context, name, action string) (api.Ha
 
 // Publish writes msgs to topic in one request and returns where each
 // landed, in the order of msgs. With no msgs it sends nothing.
-func (c *Client) Publish(ctx context.Context, topic string, msgs []api.PublishMessage) ([]topics.Produced, error) {
+func (c *Client) Publish(ctx context.Context, topic string, msgs []api.PublishMessage) ([]api.Produced, error) {
 	if topic == "" {
 		return nil, errors.New("publishing: the topic is empty")
 	}
@@ -162,7 +162,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs []api.PublishMe
 
 // ListTopics returns every topic, internal ones included, as the server
 // lists them.
-func (c *Client) ListTopics(ctx context.Context) ([]topics.Info, error) {
+func (c *Client) ListTopics(ctx context.Context) ([]api.TopicInfo, error) {
 	var l api.TopicList
 	if _, err := c.do(ctx, http.MethodGet, "/v1/topics", nil, &l); err != nil {
 		return nil, err

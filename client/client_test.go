@@ -15,7 +15,6 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/client"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // request is what the fake server saw.
@@ -299,7 +298,7 @@ func TestPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []topics.Produced{{Partition: 2, Offset: 40}, {Partition: 0, Offset: 7}}; !reflect.DeepEqual(res, want) {
+	if want := []api.Produced{{Partition: 2, Offset: 40}, {Partition: 0, Offset: 7}}; !reflect.DeepEqual(res, want) {
 		t.Errorf("results = %+v, want %+v", res, want)
 	}
 	want := `{"messages":[{"key":"k1","value":"hello","headers":{"a":"b"}},{"valueBase64":"AP8="}]}`
@@ -328,7 +327,7 @@ func TestTopics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []topics.Info{{Name: "orders", Partitions: 3, Messages: 10}}; !reflect.DeepEqual(ts, want) {
+	if want := []api.TopicInfo{{Name: "orders", Partitions: 3, Messages: 10}}; !reflect.DeepEqual(ts, want) {
 		t.Errorf("ListTopics = %+v, want %+v", ts, want)
 	}
 	if err := c.CreateTopic(context.Background(), "new", 4); err != nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/dlq"
 )
 
 // ListDeadLetters returns one page of the named handler's dead-letter
@@ -18,8 +17,8 @@ import (
 // the server's defaults apply (50 entries from offset 0, every state). If
 // there is no such handler, the error satisfies IsNotFound; a filter the
 // server refuses is an *APIError with status 400 naming the parameter.
-func (c *Client) ListDeadLetters(ctx context.Context, name string, f dlq.Filter) (dlq.Page, error) {
-	var p dlq.Page
+func (c *Client) ListDeadLetters(ctx context.Context, name string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
+	var p api.DeadLetterPage
 	if name == "" {
 		return p, errors.New("listing dead letters: the handler name is empty")
 	}
@@ -34,7 +33,7 @@ func (c *Client) ListDeadLetters(ctx context.Context, name string, f dlq.Filter)
 // filterQuery is f as the query parameters of GET /v1/handlers/{name}/dlq.
 // Times are sent in UTC with their fractional seconds, which RFC 3339
 // allows: truncating them would move an --until bound and drop entries.
-func filterQuery(f dlq.Filter) url.Values {
+func filterQuery(f api.DeadLetterFilter) url.Values {
 	q := url.Values{}
 	if f.Limit != 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
@@ -61,8 +60,8 @@ func filterQuery(f dlq.Filter) url.Values {
 // with its payload (Value, or ValueBase64 when it is not UTF-8) and its
 // original headers. If there is no such handler or entry, the error
 // satisfies IsNotFound.
-func (c *Client) GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry, error) {
-	var e dlq.Entry
+func (c *Client) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLetter, error) {
+	var e api.DeadLetter
 	if name == "" || id == "" {
 		return e, errors.New("getting dead letter: the handler name or the entry id is empty")
 	}
@@ -76,7 +75,7 @@ func (c *Client) GetDeadLetter(ctx context.Context, name, id string) (dlq.Entry,
 // is sent. It returns how many entries were replayed. An unknown handler
 // or id is an error that satisfies IsNotFound, and then nothing is
 // replayed.
-func (c *Client) ReplayDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error) {
+func (c *Client) ReplayDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
 	if err := checkSelection("replaying dead letters", name, sel); err != nil {
 		return 0, err
 	}
@@ -88,7 +87,7 @@ func (c *Client) ReplayDeadLetters(ctx context.Context, name string, sel dlq.Sel
 // PurgeDeadLetters marks the selected entries discarded, so that listings
 // filtered on state dead and replays of All skip them. sel is as for
 // ReplayDeadLetters. It returns how many entries were discarded.
-func (c *Client) PurgeDeadLetters(ctx context.Context, name string, sel dlq.Selection) (int, error) {
+func (c *Client) PurgeDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
 	if err := checkSelection("discarding dead letters", name, sel); err != nil {
 		return 0, err
 	}
@@ -108,7 +107,7 @@ func (c *Client) DiscardDeadLetter(ctx context.Context, name, id string) error {
 }
 
 // checkSelection refuses what the server would refuse, without a request.
-func checkSelection(doing, name string, sel dlq.Selection) error {
+func checkSelection(doing, name string, sel api.Selection) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("%s: the handler name is empty", doing)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/client"
-	"github.com/sluicehq/sluice/dlq"
 )
 
 func TestListDeadLettersQuery(t *testing.T) {
@@ -19,7 +19,7 @@ func TestListDeadLettersQuery(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		handler   string
-		filter    dlq.Filter
+		filter    api.DeadLetterFilter
 		wantPath  string
 		wantQuery string
 	}{
@@ -27,11 +27,11 @@ func TestListDeadLettersQuery(t *testing.T) {
 		{
 			name:    "every field",
 			handler: "orders",
-			filter: dlq.Filter{
+			filter: api.DeadLetterFilter{
 				ErrorContains: "503 & timeout",
 				Since:         since,
 				Until:         since.Add(90*time.Minute + 250*time.Millisecond),
-				State:         dlq.StateDead,
+				State:         api.StateDead,
 				Limit:         10,
 				Offset:        20,
 			},
@@ -41,11 +41,11 @@ func TestListDeadLettersQuery(t *testing.T) {
 		{
 			name:      "times are sent in UTC",
 			handler:   "orders",
-			filter:    dlq.Filter{Since: since.In(time.FixedZone("CET", 3600))},
+			filter:    api.DeadLetterFilter{Since: since.In(time.FixedZone("CET", 3600))},
 			wantPath:  "/v1/handlers/orders/dlq",
 			wantQuery: "since=2026-03-01T11%3A00%3A00Z",
 		},
-		{name: "name is escaped", handler: "we/ird", filter: dlq.Filter{Offset: 5}, wantPath: "/v1/handlers/we%2Fird/dlq", wantQuery: "offset=5"},
+		{name: "name is escaped", handler: "we/ird", filter: api.DeadLetterFilter{Offset: 5}, wantPath: "/v1/handlers/we%2Fird/dlq", wantQuery: "offset=5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -68,13 +68,13 @@ func TestListDeadLettersQuery(t *testing.T) {
 			if want := []string{"GET " + tc.wantPath + " ?" + tc.wantQuery}; !reflect.DeepEqual(got, want) {
 				t.Errorf("requests:\n got %q\nwant %q", got, want)
 			}
-			want := dlq.Page{
-				Entries: []dlq.Entry{{
+			want := api.DeadLetterPage{
+				Entries: []api.DeadLetter{{
 					ID: "0-7", Handler: "orders", Error: "boom", Attempts: 5,
 					SourceTopic: "orders", SourcePartition: 2, SourceOffset: 118,
 					FirstFailure: time.Date(2026, 3, 1, 11, 58, 0, 0, time.UTC),
 					LastFailure:  time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
-					State:        dlq.StateDead,
+					State:        api.StateDead,
 				}},
 				Total: 31,
 				Next:  21,
@@ -101,10 +101,10 @@ func TestDeadLetterCalls(t *testing.T) {
 	if err != nil || e.ID != "0-7" || e.ValueBase64 != "AP8=" || e.Value != nil || e.Headers["a"] != "b" {
 		t.Errorf("GetDeadLetter = %+v, %v", e, err)
 	}
-	if n, err := c.ReplayDeadLetters(ctx, "orders", dlq.Selection{IDs: []string{"0-7", "1-2"}}); n != 2 || err != nil {
+	if n, err := c.ReplayDeadLetters(ctx, "orders", api.Selection{IDs: []string{"0-7", "1-2"}}); n != 2 || err != nil {
 		t.Errorf("ReplayDeadLetters = %d, %v; want 2, nil", n, err)
 	}
-	if n, err := c.PurgeDeadLetters(ctx, "orders", dlq.Selection{All: true}); n != 7 || err != nil {
+	if n, err := c.PurgeDeadLetters(ctx, "orders", api.Selection{All: true}); n != 7 || err != nil {
 		t.Errorf("PurgeDeadLetters = %d, %v; want 7, nil", n, err)
 	}
 	if err := c.DiscardDeadLetter(ctx, "orders", "0-7"); err != nil {
@@ -136,16 +136,16 @@ func TestDeadLetterCallsRefusedWithoutRequest(t *testing.T) {
 		call    func() error
 		wantErr string
 	}{
-		{"list without a name", func() error { _, err := c.ListDeadLetters(ctx, "", dlq.Filter{}); return err }, "the handler name is empty"},
+		{"list without a name", func() error { _, err := c.ListDeadLetters(ctx, "", api.DeadLetterFilter{}); return err }, "the handler name is empty"},
 		{"get without an id", func() error { _, err := c.GetDeadLetter(ctx, "orders", ""); return err }, "the entry id is empty"},
 		{"discard without an id", func() error { return c.DiscardDeadLetter(ctx, "orders", "") }, "the entry id is empty"},
-		{"replay selecting nothing", func() error { _, err := c.ReplayDeadLetters(ctx, "orders", dlq.Selection{}); return err },
+		{"replay selecting nothing", func() error { _, err := c.ReplayDeadLetters(ctx, "orders", api.Selection{}); return err },
 			"replaying dead letters of orders: no entries selected (give ids, or all)"},
 		{"purge selecting both", func() error {
-			_, err := c.PurgeDeadLetters(ctx, "orders", dlq.Selection{IDs: []string{"0-1"}, All: true})
+			_, err := c.PurgeDeadLetters(ctx, "orders", api.Selection{IDs: []string{"0-1"}, All: true})
 			return err
 		}, "discarding dead letters of orders: select entries by id or all of them, not both"},
-		{"replay without a name", func() error { _, err := c.ReplayDeadLetters(ctx, "", dlq.Selection{All: true}); return err },
+		{"replay without a name", func() error { _, err := c.ReplayDeadLetters(ctx, "", api.Selection{All: true}); return err },
 			"replaying dead letters: the handler name is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -66,7 +65,7 @@ func newDLQListCmd(env Env, conn *apiConn) *cobra.Command {
 		if err := handlers.ValidateName(name); err != nil {
 			return &ExitError{Code: ExitUsage, Err: err}
 		}
-		f := dlq.Filter{ErrorContains: errText, State: state, Limit: limit, Offset: offset}
+		f := api.DeadLetterFilter{ErrorContains: errText, State: state, Limit: limit, Offset: offset}
 		now := time.Now()
 		var err error
 		if f.Since, err = parseSince(since, now); err != nil {
@@ -79,7 +78,7 @@ func newDLQListCmd(env Env, conn *apiConn) *cobra.Command {
 			return usageErr(c, "--until %s is before --since %s", f.Until.UTC().Format(time.RFC3339), f.Since.UTC().Format(time.RFC3339))
 		}
 		switch state {
-		case "", dlq.StateDead, dlq.StateReplayed, dlq.StateDiscarded:
+		case "", api.StateDead, api.StateReplayed, api.StateDiscarded:
 		default:
 			return usageErr(c, "--state must be dead, replayed or discarded, got %q", state)
 		}
@@ -98,7 +97,7 @@ func newDLQListCmd(env Env, conn *apiConn) *cobra.Command {
 			return fail("listing dead letters of "+name, err)
 		}
 		if page.Entries == nil {
-			page.Entries = []dlq.Entry{}
+			page.Entries = []api.DeadLetter{}
 		}
 		if *out != outputTable {
 			return writeData(env.Stdout, *out, page)
@@ -126,7 +125,7 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 
 // writeDLQPage writes the table of one page, then how much of the listing
 // it shows and how to get the next page.
-func writeDLQPage(env Env, name string, page dlq.Page, offset int, filtered bool) error {
+func writeDLQPage(env Env, name string, page api.DeadLetterPage, offset int, filtered bool) error {
 	if len(page.Entries) == 0 {
 		switch {
 		case page.Total > 0:
@@ -156,7 +155,7 @@ func writeDLQPage(env Env, name string, page dlq.Page, offset int, filtered bool
 }
 
 // source is where an entry was consumed from: topic/partition@offset.
-func source(e dlq.Entry) string {
+func source(e api.DeadLetter) string {
 	if e.SourceTopic == "" {
 		return "-"
 	}
@@ -164,7 +163,7 @@ func source(e dlq.Entry) string {
 }
 
 // entryKey is the KEY column: the key, a binary key in base64, or "-".
-func entryKey(e dlq.Entry) string {
+func entryKey(e api.DeadLetter) string {
 	switch {
 	case e.KeyBase64 != "":
 		return "base64:" + e.KeyBase64
@@ -234,7 +233,7 @@ func newDLQShowCmd(env Env, conn *apiConn) *cobra.Command {
 // break the layout (newlines, tabs, control characters) are shown Go-quoted,
 // except the payload: a text payload is written as it is, after the table;
 // a binary one is shown in base64.
-func describeEntry(w io.Writer, e dlq.Entry) error {
+func describeEntry(w io.Writer, e api.DeadLetter) error {
 	tw := newTable(w)
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
 	row("ID", e.ID)
@@ -355,7 +354,7 @@ func newDLQActionCmd(env Env, conn *apiConn, verb string) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		sel := dlq.Selection{IDs: ids, All: all}
+		sel := api.Selection{IDs: ids, All: all}
 		var (
 			n      int
 			result any

@@ -9,21 +9,19 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/consumers"
-	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 )
 
 func strp(s string) *string { return &s }
 
 // deadLetters are the entries of handler "orders", newest first.
-var deadLetters = []dlq.Entry{
+var deadLetters = []api.DeadLetter{
 	{
 		ID: "1-3", Handler: "orders", Key: "o-17", Attempts: 5, Status: 503,
 		Error:       "POST http://svc/hook: 503 Service Unavailable: upstream connect error or disconnect/reset before headers.\nretried and the latest reset reason: connection timeout",
 		SourceTopic: "orders", SourcePartition: 2, SourceOffset: 118,
 		FirstFailure: fakeTime.Add(-2 * time.Minute), LastFailure: fakeTime,
-		State: dlq.StateDead,
+		State: api.StateDead,
 		Value: strp("{\n  \"id\": \"o-17\"\n}"), Headers: map[string]string{"trace-id": "abc", "content-type": "application/json"},
 	},
 	{
@@ -31,14 +29,14 @@ var deadLetters = []dlq.Entry{
 		Error:       "permanent: bad payload",
 		SourceTopic: "orders", SourcePartition: 0, SourceOffset: 3,
 		FirstFailure: fakeTime.Add(-time.Hour), LastFailure: fakeTime.Add(-time.Hour),
-		State: dlq.StateDead, ValueBase64: "AP8BAg==",
+		State: api.StateDead, ValueBase64: "AP8BAg==",
 	},
 	{
 		ID: "0-2", Handler: "orders", Attempts: 5,
 		Error:       "timed out",
 		SourceTopic: "orders", SourcePartition: 1, SourceOffset: 40,
 		FirstFailure: fakeTime.Add(-3 * time.Hour), LastFailure: fakeTime.Add(-3 * time.Hour).In(time.FixedZone("CET", 3600)),
-		State: dlq.StateReplayed, StateChangedAt: fakeTime.Add(-time.Hour),
+		State: api.StateReplayed, StateChangedAt: fakeTime.Add(-time.Hour),
 		Value: strp(""),
 	},
 }
@@ -174,7 +172,7 @@ func TestDLQListData(t *testing.T) {
 			if r.code != 0 || r.stderr != "" {
 				t.Fatalf("%+v", r)
 			}
-			var p dlq.Page
+			var p api.DeadLetterPage
 			var err error
 			if format == "json" {
 				err = json.Unmarshal([]byte(r.stdout), &p)
@@ -182,7 +180,7 @@ func TestDLQListData(t *testing.T) {
 				err = yamlToAPI(r.stdout, &p)
 			}
 			if err != nil {
-				t.Fatalf("output does not read back as a dlq.Page: %v\n%s", err, r.stdout)
+				t.Fatalf("output does not read back as a api.DeadLetterPage: %v\n%s", err, r.stdout)
 			}
 			if p.Total != 3 || p.Next != 2 || len(p.Entries) != 2 || p.Entries[0].ID != "1-3" || p.Entries[1].KeyBase64 != "AP8=" ||
 				!p.Entries[0].LastFailure.Equal(fakeTime) || p.Entries[0].Error != deadLetters[0].Error {
@@ -272,7 +270,7 @@ func TestDLQShowData(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("%+v", r)
 			}
-			var e dlq.Entry
+			var e api.DeadLetter
 			var err error
 			if format == "json" {
 				err = json.Unmarshal([]byte(r.stdout), &e)
@@ -280,7 +278,7 @@ func TestDLQShowData(t *testing.T) {
 				err = yamlToAPI(r.stdout, &e)
 			}
 			if err != nil {
-				t.Fatalf("output does not read back as a dlq.Entry: %v\n%s", err, r.stdout)
+				t.Fatalf("output does not read back as a api.DeadLetter: %v\n%s", err, r.stdout)
 			}
 			if !reflect.DeepEqual(e, deadLetters[0]) {
 				t.Errorf("got  %+v\nwant %+v", e, deadLetters[0])
@@ -453,7 +451,7 @@ func seedBreaker(t *testing.T, f *fakeAPI) {
 	h.Status = &api.HandlerStatus{State: "breaker-open", Lag: 7}
 	h.Status.Limit, h.Status.Received, h.Status.Succeeded, h.Status.Failed = 16, 120, 100, 20
 	h.Status.Retried, h.Status.DeadLettered, h.Status.Rebalances = 15, 3, 1
-	h.Status.Breaker = &consumers.BreakerStatus{State: "open", ChangedAt: fakeTime.Add(-30 * time.Second), Opened: 3}
+	h.Status.Breaker = &api.BreakerStatus{State: "open", ChangedAt: fakeTime.Add(-30 * time.Second), Opened: 3}
 	f.handlers["orders"] = h
 }
 
@@ -507,13 +505,13 @@ func TestHandlerGetShowsBreakerAndFailureCounters(t *testing.T) {
 
 func TestHandlerGetBreakerStates(t *testing.T) {
 	for _, tc := range []struct {
-		breaker *consumers.BreakerStatus
+		breaker *api.BreakerStatus
 		want    string // the Breaker line, or "" for none
 	}{
 		{nil, ""},
-		{&consumers.BreakerStatus{State: "disabled"}, "Breaker:         disabled\n"},
-		{&consumers.BreakerStatus{State: "closed"}, "Breaker:         closed (opened 0 times)\n"},
-		{&consumers.BreakerStatus{State: "half-open", ChangedAt: fakeTime, Opened: 1}, "Breaker:         half-open (since 2026-03-01T12:00:00Z, opened 1 time)\n"},
+		{&api.BreakerStatus{State: "disabled"}, "Breaker:         disabled\n"},
+		{&api.BreakerStatus{State: "closed"}, "Breaker:         closed (opened 0 times)\n"},
+		{&api.BreakerStatus{State: "half-open", ChangedAt: fakeTime, Opened: 1}, "Breaker:         half-open (since 2026-03-01T12:00:00Z, opened 1 time)\n"},
 	} {
 		f := newDLQFake(t)
 		seedBreaker(t, f)

@@ -16,10 +16,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/cli"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // fakeAPI is a small in-memory stand-in for the Sluice API, enough to drive
@@ -29,14 +27,14 @@ type fakeAPI struct {
 
 	mu        sync.Mutex
 	handlers  map[string]api.Handler
-	topics    map[string]topics.Info
+	topics    map[string]api.TopicInfo
 	published map[string][]api.PublishMessage
 	// publishLimit, if not 0, fails with 503 a publish that would take a
 	// topic past this many messages.
 	publishLimit int
 	// deadLetters holds each handler's dead-letter entries, newest first,
 	// with their payloads; listings leave the payloads out.
-	deadLetters map[string][]dlq.Entry
+	deadLetters map[string][]api.DeadLetter
 	// overview is what GET /v1/overview answers. overviewStatus, when it
 	// has an entry for the nth overview request (counting from 1), makes
 	// that request fail with the status instead; overviews counts them.
@@ -58,9 +56,9 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	t.Helper()
 	f := &fakeAPI{
 		handlers:    map[string]api.Handler{},
-		topics:      map[string]topics.Info{},
+		topics:      map[string]api.TopicInfo{},
 		published:   map[string][]api.PublishMessage{},
-		deadLetters: map[string][]dlq.Entry{},
+		deadLetters: map[string][]api.DeadLetter{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/handlers/{name}", f.putHandler)
@@ -104,7 +102,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		l := api.TopicList{Topics: []topics.Info{}}
+		l := api.TopicList{Topics: []api.TopicInfo{}}
 		for _, t := range f.topics {
 			l.Topics = append(l.Topics, t)
 		}
@@ -129,7 +127,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		if req.Partitions == 0 {
 			req.Partitions = 12
 		}
-		f.topics[req.Name] = topics.Info{Name: req.Name, Partitions: req.Partitions}
+		f.topics[req.Name] = api.TopicInfo{Name: req.Name, Partitions: req.Partitions}
 		reply(w, 201, f.topics[req.Name])
 	})
 	f.addDLQRoutes(mux)
@@ -209,7 +207,7 @@ func (f *fakeAPI) publish(w http.ResponseWriter, r *http.Request) {
 		reply(w, 503, api.Error{Error: "topic is full"})
 		return
 	}
-	resp := api.PublishResponse{Results: []topics.Produced{}}
+	resp := api.PublishResponse{Results: []api.Produced{}}
 	for _, m := range req.Messages {
 		p := 0
 		if m.Partition != nil {
@@ -222,7 +220,7 @@ func (f *fakeAPI) publish(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		f.published[topic] = append(f.published[topic], m)
-		resp.Results = append(resp.Results, topics.Produced{Partition: p, Offset: off})
+		resp.Results = append(resp.Results, api.Produced{Partition: p, Offset: off})
 	}
 	reply(w, 200, resp)
 }
@@ -233,7 +231,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/handlers/{name}/dlq", func(w http.ResponseWriter, r *http.Request) {
 		f.withHandler(w, r, func(h *api.Handler) {
 			q := r.URL.Query()
-			var fl dlq.Filter
+			var fl api.DeadLetterFilter
 			for _, p := range []struct {
 				name   string
 				dst    *int
@@ -265,7 +263,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 				fl.Limit = 50
 			}
 			needle := strings.ToLower(q.Get("error"))
-			var match []dlq.Entry
+			var match []api.DeadLetter
 			for _, e := range f.deadLetters[h.Name] {
 				switch {
 				case needle != "" && !strings.Contains(strings.ToLower(e.Error), needle):
@@ -277,7 +275,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 					match = append(match, e)
 				}
 			}
-			p := dlq.Page{Entries: []dlq.Entry{}, Total: len(match)}
+			p := api.DeadLetterPage{Entries: []api.DeadLetter{}, Total: len(match)}
 			if fl.Offset < len(match) {
 				end := min(len(match), fl.Offset+fl.Limit)
 				p.Entries = match[fl.Offset:end]
@@ -299,7 +297,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", func(w http.ResponseWriter, r *http.Request) {
 		f.withHandler(w, r, func(h *api.Handler) {
 			if i := f.deadLetterIndex(w, h.Name, r.PathValue("id")); i >= 0 {
-				f.markDeadLetters(h.Name, []int{i}, dlq.StateDiscarded)
+				f.markDeadLetters(h.Name, []int{i}, api.StateDiscarded)
 				reply(w, 200, api.PurgeResponse{Discarded: 1})
 			}
 		})
@@ -310,7 +308,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 			reply(w, 404, api.Error{Error: "no such action"})
 			return
 		}
-		var sel dlq.Selection
+		var sel api.Selection
 		dec := json.NewDecoder(r.Body)
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&sel); err != nil {
@@ -325,7 +323,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 			var idx []int
 			if sel.All {
 				for i, e := range f.deadLetters[h.Name] {
-					if e.State == dlq.StateDead {
+					if e.State == api.StateDead {
 						idx = append(idx, i)
 					}
 				}
@@ -340,11 +338,11 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 				}
 			}
 			if action == "replay" {
-				f.markDeadLetters(h.Name, idx, dlq.StateReplayed)
+				f.markDeadLetters(h.Name, idx, api.StateReplayed)
 				reply(w, 200, api.ReplayResponse{Replayed: len(idx)})
 				return
 			}
-			f.markDeadLetters(h.Name, idx, dlq.StateDiscarded)
+			f.markDeadLetters(h.Name, idx, api.StateDiscarded)
 			reply(w, 200, api.PurgeResponse{Discarded: len(idx)})
 		})
 	})
@@ -353,7 +351,7 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 // deadLetterIndex returns where entry id of handler is, or answers 404 and
 // returns -1. The caller holds f.mu.
 func (f *fakeAPI) deadLetterIndex(w http.ResponseWriter, handler, id string) int {
-	i := slices.IndexFunc(f.deadLetters[handler], func(e dlq.Entry) bool { return e.ID == id })
+	i := slices.IndexFunc(f.deadLetters[handler], func(e api.DeadLetter) bool { return e.ID == id })
 	if i < 0 {
 		reply(w, 404, api.Error{Error: fmt.Sprintf("dead-letter entry not found: %q", id)})
 	}
@@ -369,7 +367,7 @@ func (f *fakeAPI) markDeadLetters(handler string, idx []int, state string) {
 }
 
 // setDeadLetters replaces handler's dead-letter entries (newest first).
-func (f *fakeAPI) setDeadLetters(handler string, es []dlq.Entry) {
+func (f *fakeAPI) setDeadLetters(handler string, es []api.DeadLetter) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.deadLetters[handler] = slices.Clone(es)

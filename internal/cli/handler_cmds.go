@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -289,7 +288,7 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	fmt.Fprintln(w)
 	tw = newTable(w)
 	parts := slices.Clone(h.Status.Partitions)
-	slices.SortFunc(parts, func(a, b consumers.PartitionStatus) int {
+	slices.SortFunc(parts, func(a, b api.PartitionStatus) int {
 		if a.Topic != b.Topic {
 			return strings.Compare(a.Topic, b.Topic)
 		}
@@ -305,7 +304,7 @@ func describeHandler(w io.Writer, h api.Handler) error {
 // breakerState is the Breaker row: "open (since 2026-03-01T12:00:00Z,
 // opened 3 times)", or "disabled". The time is left out until the breaker
 // has changed state.
-func breakerState(b *consumers.BreakerStatus) string {
+func breakerState(b *api.BreakerStatus) string {
 	if b.State == "disabled" {
 		return b.State
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -175,7 +174,7 @@ func seed(t *testing.T, f *fakeAPI) {
 	h := f.handlers["orders-audit"]
 	h.Status = &api.HandlerStatus{State: "running", Lag: 42}
 	h.Status.InFlight, h.Status.Limit, h.Status.Received, h.Status.Failed = 2, 16, 9, 1
-	h.Status.Partitions = []consumers.PartitionStatus{
+	h.Status.Partitions = []api.PartitionStatus{
 		{Topic: "orders", Partition: 1, Committed: -2, Fetched: -1},
 		{Topic: "orders", Partition: 0, Committed: 5, Fetched: 7, Pending: 2},
 		{Topic: "__sluice.orders-audit.replay", Partition: 0, Committed: -2, Fetched: -1},

@@ -17,7 +17,6 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/client"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/topics"
 )
 
 // When publishing stdin line by line, one request carries at most
@@ -139,8 +138,8 @@ message. --key, --header and --partition apply to every message.`,
 
 // publishLines publishes each non-empty line of r as one message, in
 // batches, without holding more than one batch in memory.
-func publishLines(c *cobra.Command, cl *client.Client, topic string, tmpl api.PublishMessage, r io.Reader) ([]topics.Produced, error) {
-	results := []topics.Produced{}
+func publishLines(c *cobra.Command, cl *client.Client, topic string, tmpl api.PublishMessage, r io.Reader) ([]api.Produced, error) {
+	results := []api.Produced{}
 	if r == nil {
 		return results, nil
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/topics"
 )
 
 func TestPublishStdin(t *testing.T) {
@@ -41,11 +40,11 @@ func TestPublishStdinBatches(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
-	var res []topics.Produced
+	var res []api.Produced
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("-o json is not an array of results: %v\n%.200s", err, r.stdout)
 	}
-	if len(res) != 1201 || res[1200] != (topics.Produced{Partition: 0, Offset: 1200}) {
+	if len(res) != 1201 || res[1200] != (api.Produced{Partition: 0, Offset: 1200}) {
 		t.Errorf("%d results, last %+v", len(res), res[len(res)-1])
 	}
 	var sizes []int

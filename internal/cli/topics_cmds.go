@@ -9,7 +9,6 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/topics"
 )
 
 func newTopicsCmd(env Env, conn *apiConn) *cobra.Command {
@@ -37,7 +36,7 @@ func newTopicsListCmd(env Env, conn *apiConn) *cobra.Command {
 		if err != nil {
 			return fail("listing topics", err)
 		}
-		shown := []topics.Info{}
+		shown := []api.TopicInfo{}
 		for _, t := range ts {
 			if all || !(t.Internal || strings.HasPrefix(t.Name, "__")) {
 				shown = append(shown, t)

@@ -6,14 +6,13 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/topics"
 )
 
 func TestTopicsList(t *testing.T) {
 	f := newFakeAPI(t)
-	f.topics["orders"] = topics.Info{Name: "orders", Partitions: 12, Messages: 1500}
-	f.topics["audit"] = topics.Info{Name: "audit", Partitions: 3, Messages: 0}
-	f.topics["__consumer_offsets"] = topics.Info{Name: "__consumer_offsets", Partitions: 50, Internal: true}
+	f.topics["orders"] = api.TopicInfo{Name: "orders", Partitions: 12, Messages: 1500}
+	f.topics["audit"] = api.TopicInfo{Name: "audit", Partitions: 3, Messages: 0}
+	f.topics["__consumer_offsets"] = api.TopicInfo{Name: "__consumer_offsets", Partitions: 50, Internal: true}
 
 	for _, tc := range []struct {
 		name string
@@ -43,7 +42,7 @@ func TestTopicsList(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil || r.code != 0 {
 		t.Fatalf("-o json: code %d, %v\n%s", r.code, err, r.stdout)
 	}
-	if len(l.Topics) != 2 || l.Topics[0].Name != "audit" || !reflect.DeepEqual(l.Topics[1], topics.Info{Name: "orders", Partitions: 12, Messages: 1500}) {
+	if len(l.Topics) != 2 || l.Topics[0].Name != "audit" || !reflect.DeepEqual(l.Topics[1], api.TopicInfo{Name: "orders", Partitions: 12, Messages: 1500}) {
 		t.Errorf("-o json = %+v", l)
 	}
 }
