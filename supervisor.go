@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
+	"github.com/sluicehq/sluice/retrytopics"
 )
 
 // supervisor keeps one runner per registered, unpaused handler that this
@@ -170,7 +171,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		FinalCommitTimeout: s.a.cfg.FinalCommitTimeout,
 		StallAfter:         s.a.cfg.StallAfter(),
 		DeadLetter:         s.a.dlq,
-		Parker:             s.a.dlq,
+		Parker:             retrytopics.New(s.a.tc),
 		Hooks:              s.a.instr.Hooks(spec),
 		Counters:           s.countersOf(spec.Name),
 		Logger:             s.a.log,

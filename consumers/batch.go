@@ -19,18 +19,19 @@ type batcher struct {
 	inv    handlers.BatchInvoker
 	size   int
 	window time.Duration
-	in     chan *pending
+	in     chan *batchItem
 	stop   chan struct{}
 	done   chan struct{}
 }
 
-type pending struct {
+// batchItem is one message waiting in a batch, and where its outcome goes.
+type batchItem struct {
 	m   *handlers.Message
 	res chan error
 }
 
 func newBatcher(r *Runner, inv handlers.BatchInvoker, spec *handlers.BatchSpec) *batcher {
-	return &batcher{r: r, inv: inv, size: spec.Size, window: spec.Window.D(), in: make(chan *pending)}
+	return &batcher{r: r, inv: inv, size: spec.Size, window: spec.Window.D(), in: make(chan *batchItem)}
 }
 
 // start runs the gathering loop for one session; close stops it once no
@@ -40,13 +41,13 @@ func (b *batcher) start(ctx context.Context) {
 	go func() {
 		defer close(b.done)
 		for {
-			var first *pending
+			var first *batchItem
 			select {
 			case first = <-b.in:
 			case <-b.stop:
 				return
 			}
-			batch := []*pending{first}
+			batch := []*batchItem{first}
 			t := time.NewTimer(b.window)
 		fill:
 			for len(batch) < b.size {
@@ -72,12 +73,12 @@ func (b *batcher) close() {
 
 // invoke submits m and waits for its own outcome.
 func (b *batcher) invoke(m *handlers.Message) error {
-	p := &pending{m: m, res: make(chan error, 1)}
+	p := &batchItem{m: m, res: make(chan error, 1)}
 	b.in <- p
 	return <-p.res
 }
 
-func (b *batcher) flush(parent context.Context, batch []*pending) {
+func (b *batcher) flush(parent context.Context, batch []*batchItem) {
 	r := b.r
 	ctx, cancel := context.WithTimeout(parent, r.timeout)
 	defer cancel()

@@ -31,7 +31,7 @@ const StateTopic = "__sluice_dlq_state"
 
 // Headers recorded on every dead-letter record, beside the original ones.
 const (
-	HeaderSource       = "sluice-dlq-source" // topic/partition/offset
+	HeaderFailedAt     = "sluice-dlq-source" // topic/partition/offset
 	HeaderHandler      = "sluice-dlq-handler"
 	HeaderAttempts     = "sluice-dlq-attempts"
 	HeaderFirstFailure = "sluice-dlq-first-failure"
@@ -89,14 +89,6 @@ var _ consumers.DeadLetterer = (*Queue)(nil)
 // DeadLetter writes m to topic with the failure recorded in headers. It
 // returns once all in-sync replicas have it.
 func (q *Queue) DeadLetter(ctx context.Context, topic string, m *handlers.Message, f consumers.Failure) error {
-	hs := make([]kafka.Header, 0, len(m.Headers)+7)
-	for _, h := range m.Headers {
-		if strings.HasPrefix(h.Key, headerPrefix) || strings.HasPrefix(h.Key, "sluice-retry-") ||
-			h.Key == handlers.HeaderSource || h.Key == handlers.HeaderReplayOf {
-			continue
-		}
-		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
-	}
 	errText := "unknown error"
 	if f.Err != nil {
 		errText = f.Err.Error()
@@ -104,22 +96,25 @@ func (q *Queue) DeadLetter(ctx context.Context, topic string, m *handlers.Messag
 	if len(errText) > maxErrorText {
 		errText = strings.ToValidUTF8(errText[:maxErrorText], "") + "…"
 	}
-	hs = append(hs,
-		kafka.Header{Key: HeaderSource, Value: []byte(m.ID())},
-		kafka.Header{Key: HeaderHandler, Value: []byte(f.Handler)},
-		kafka.Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(f.Attempts))},
-		kafka.Header{Key: HeaderFirstFailure, Value: []byte(f.FirstFailure.UTC().Format(time.RFC3339Nano))},
-		kafka.Header{Key: HeaderLastFailure, Value: []byte(f.LastFailure.UTC().Format(time.RFC3339Nano))},
-		kafka.Header{Key: HeaderError, Value: []byte(errText)},
-	)
+	extra := []kafka.Header{
+		{Key: HeaderFailedAt, Value: []byte(m.ID())},
+		{Key: HeaderHandler, Value: []byte(f.Handler)},
+		{Key: HeaderAttempts, Value: []byte(strconv.Itoa(f.Attempts))},
+		{Key: HeaderFirstFailure, Value: []byte(f.FirstFailure.UTC().Format(time.RFC3339Nano))},
+		{Key: HeaderLastFailure, Value: []byte(f.LastFailure.UTC().Format(time.RFC3339Nano))},
+		{Key: HeaderError, Value: []byte(errText)},
+	}
 	if f.Status != 0 {
-		hs = append(hs, kafka.Header{Key: HeaderStatus, Value: []byte(strconv.Itoa(f.Status))})
+		extra = append(extra, kafka.Header{Key: HeaderStatus, Value: []byte(strconv.Itoa(f.Status))})
 	}
-	value := m.Value
-	if value == nil {
-		value = []byte{}
+	// Sluice's own headers of an earlier hop (a replay, a delay topic, a
+	// dead letter) do not travel on.
+	keep := func(k string) bool {
+		return !strings.HasPrefix(k, headerPrefix) && !strings.HasPrefix(k, "sluice-retry-") &&
+			k != handlers.HeaderOriginal && k != handlers.HeaderReplayOf
 	}
-	_, err := q.tc.Produce(ctx, topic, []topics.Record{{Key: m.Key, Value: value, Headers: hs, Partition: -1}})
+	rec := topics.Forward(m.Key, m.Value, topics.KafkaHeaders(m.Headers), keep, extra...)
+	_, err := q.tc.Produce(ctx, topic, []topics.Record{rec})
 	if err != nil {
 		return fmt.Errorf("dead-lettering %s to %s: %w", m.ID(), topic, err)
 	}
@@ -167,14 +162,8 @@ func (q *Queue) decode(handler string, m topics.Message, withPayload bool) (Entr
 		case HeaderHandler:
 			e.Handler = v
 			found = true
-		case HeaderSource:
-			i := strings.LastIndexByte(v, '/')
-			j := strings.LastIndexByte(v[:max(i, 0)], '/')
-			if i > 0 && j > 0 {
-				e.SourceTopic = v[:j]
-				e.SourcePartition, _ = strconv.Atoi(v[j+1 : i])
-				e.SourceOffset, _ = strconv.ParseInt(v[i+1:], 10, 64)
-			}
+		case HeaderFailedAt:
+			e.SourceTopic, e.SourcePartition, e.SourceOffset, _ = handlers.ParseID(v)
 		case HeaderAttempts:
 			e.Attempts, _ = strconv.Atoi(v)
 		case HeaderFirstFailure:
@@ -422,22 +411,12 @@ func (q *Queue) Replay(ctx context.Context, handler, dlqTopic, replayTopic strin
 	for start := 0; start < len(entries); start += replayBatch {
 		batch := entries[start:min(len(entries), start+replayBatch)]
 		recs := make([]topics.Record, len(batch))
+		notOurs := func(k string) bool { return !strings.HasPrefix(k, headerPrefix) }
 		for i, e := range batch {
-			var hs []kafka.Header
-			for _, h := range e.raw.Headers {
-				if !strings.HasPrefix(h.Key, headerPrefix) {
-					hs = append(hs, h)
-				}
-			}
-			hs = append(hs,
-				kafka.Header{Key: handlers.HeaderSource, Value: []byte(fmt.Sprintf("%s/%d/%d", e.SourceTopic, e.SourcePartition, e.SourceOffset))},
+			recs[i] = topics.Forward(e.raw.Key, e.raw.Value, e.raw.Headers, notOurs,
+				kafka.Header{Key: handlers.HeaderOriginal, Value: []byte(handlers.FormatID(e.SourceTopic, e.SourcePartition, e.SourceOffset))},
 				kafka.Header{Key: handlers.HeaderReplayOf, Value: []byte(e.ID)},
 			)
-			value := e.raw.Value
-			if value == nil {
-				value = []byte{}
-			}
-			recs[i] = topics.Record{Key: e.raw.Key, Value: value, Headers: hs, Partition: -1}
 		}
 		if _, err := q.tc.Produce(ctx, replayTopic, recs); err != nil {
 			return done, fmt.Errorf("replaying to %s after %d entries: %w", replayTopic, done, err)
@@ -476,35 +455,4 @@ func (q *Queue) mark(ctx context.Context, handler string, es []Entry, state stri
 	}
 	_, err := q.states.PutMany(ctx, keys, vals)
 	return err
-}
-
-// The queue also parks messages on delay topics.
-var _ consumers.Parker = (*Queue)(nil)
-
-// Park writes m to the delay topic of stage (1-based), due at due, keeping
-// its original coordinates and the attempts so far.
-func (q *Queue) Park(ctx context.Context, topic string, m *handlers.Message, stage int, due time.Time, f consumers.Failure) error {
-	hs := make([]kafka.Header, 0, len(m.Headers)+5)
-	for _, h := range m.Headers {
-		switch h.Key {
-		case handlers.HeaderSource, handlers.HeaderRetryStage, handlers.HeaderRetryDue, handlers.HeaderRetryAttempts, handlers.HeaderRetryFirstFailure:
-			continue
-		}
-		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
-	}
-	hs = append(hs,
-		kafka.Header{Key: handlers.HeaderSource, Value: []byte(m.ID())},
-		kafka.Header{Key: handlers.HeaderRetryStage, Value: []byte(strconv.Itoa(stage))},
-		kafka.Header{Key: handlers.HeaderRetryDue, Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))},
-		kafka.Header{Key: handlers.HeaderRetryAttempts, Value: []byte(strconv.Itoa(f.Attempts))},
-		kafka.Header{Key: handlers.HeaderRetryFirstFailure, Value: []byte(f.FirstFailure.UTC().Format(time.RFC3339Nano))},
-	)
-	value := m.Value
-	if value == nil {
-		value = []byte{}
-	}
-	if _, err := q.tc.Produce(ctx, topic, []topics.Record{{Key: m.Key, Value: value, Headers: hs, Partition: -1}}); err != nil {
-		return fmt.Errorf("parking %s on %s: %w", m.ID(), topic, err)
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,7 +34,32 @@ type Header struct {
 // ID is the message's identity across every node and every retry:
 // topic/partition/offset. It is the CloudEvents ce-id.
 func (m *Message) ID() string {
-	return m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10)
+	return FormatID(m.Topic, m.Partition, m.Offset)
+}
+
+// FormatID writes message coordinates the way ID does:
+// topic/partition/offset.
+func FormatID(topic string, partition int, offset int64) string {
+	return topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10)
+}
+
+// ParseID reads coordinates written by FormatID. A topic may itself
+// contain "/"; the last two fields are the partition and the offset.
+func ParseID(id string) (topic string, partition int, offset int64, ok bool) {
+	j := strings.LastIndexByte(id, '/')
+	if j <= 0 {
+		return "", 0, 0, false
+	}
+	i := strings.LastIndexByte(id[:j], '/')
+	if i <= 0 {
+		return "", 0, 0, false
+	}
+	p, err1 := strconv.Atoi(id[i+1 : j])
+	o, err2 := strconv.ParseInt(id[j+1:], 10, 64)
+	if err1 != nil || err2 != nil || p < 0 || o < 0 {
+		return "", 0, 0, false
+	}
+	return id[:i], p, o, true
 }
 
 // Header returns the value of the first header named key, and whether there
@@ -100,9 +126,9 @@ func IsPermanent(err error) bool {
 // Headers Sluice sets on a message it moves to one of a handler's own
 // topics: a replay from the dead-letter queue, or a delay topic.
 const (
-	// HeaderSource is the message's original topic/partition/offset; the
+	// HeaderOriginal is the message's original topic/partition/offset; the
 	// handler sees those coordinates, not the internal topic's.
-	HeaderSource = "sluice-source"
+	HeaderOriginal = "sluice-source"
 	// HeaderReplayOf is the id of the dead-letter entry replayed.
 	HeaderReplayOf = "sluice-replay-of"
 	// HeaderRetryStage is which delay topic (1-based) holds the message.

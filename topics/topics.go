@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/sluicehq/sluice/handlers"
 )
 
 // ErrTopicExists is returned by Create for a topic that already exists.
@@ -233,6 +234,32 @@ func (c *Client) CommittedOffsets(ctx context.Context, group, topic string, part
 		}
 	}
 	return out, nil
+}
+
+// Forward builds a record that carries key and value (an empty value, never
+// nil, for a nil one) onward: the headers of hs that keep accepts, then
+// extra.
+func Forward(key, value []byte, hs []kafka.Header, keep func(key string) bool, extra ...kafka.Header) Record {
+	out := make([]kafka.Header, 0, len(hs)+len(extra))
+	for _, h := range hs {
+		if keep(h.Key) {
+			out = append(out, h)
+		}
+	}
+	out = append(out, extra...)
+	if value == nil {
+		value = []byte{}
+	}
+	return Record{Key: key, Value: value, Headers: out, Partition: -1}
+}
+
+// KafkaHeaders converts a message's headers for producing.
+func KafkaHeaders(hs []handlers.Header) []kafka.Header {
+	out := make([]kafka.Header, len(hs))
+	for i, h := range hs {
+		out[i] = kafka.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
 }
 
 // Record is one message to produce.
