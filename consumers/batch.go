@@ -91,11 +91,8 @@ func (b *batcher) flush(parent context.Context, batch []*batchItem) {
 		}
 	}
 	start := time.Now()
-	err := b.inv.InvokeBatch(ctx, ms)
+	err := r.asTimeout(ctx, parent, b.inv.InvokeBatch(ctx, ms))
 	d := time.Since(start)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
-		err = &handlers.TimeoutError{After: r.timeout}
-	}
 	var be *handlers.BatchError
 	partial := errors.As(err, &be)
 	for i, p := range batch {
@@ -103,15 +100,7 @@ func (b *batcher) flush(parent context.Context, batch []*batchItem) {
 		if partial {
 			e = be.Failed[p.m]
 		}
-		if ends[i] != nil {
-			ends[i](e)
-		}
-		if r.opts.Hooks.Done != nil {
-			r.opts.Hooks.Done(p.m, e, d)
-		}
-		if r.adapt != nil {
-			r.adapt.observe(d, e != nil && classify(e).outage)
-		}
+		r.settle(p.m, e, d, ends[i])
 		p.res <- e
 	}
 	r.adaptLimit()

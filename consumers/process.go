@@ -128,15 +128,29 @@ func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
 	if r.opts.Hooks.Invoke != nil {
 		ctx, end = r.opts.Hooks.Invoke(ctx, m)
 	}
-	err := r.invoker.Invoke(ctx, m)
+	err := r.asTimeout(ctx, parent, r.invoker.Invoke(ctx, m))
+	d := time.Since(start)
+	r.recentNs.Store((7*r.recentNs.Load() + int64(d)) / 8)
+	r.settle(m, err, d, end)
+	r.adaptLimit()
+	return err
+}
+
+// asTimeout turns the error of an invocation that ran out of its own time
+// (not the drain's) into a TimeoutError.
+func (r *Runner) asTimeout(ctx, parent context.Context, err error) error {
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 		var te *handlers.TimeoutError
 		if !errors.As(err, &te) || te.After == 0 {
 			err = &handlers.TimeoutError{After: r.timeout}
 		}
 	}
-	d := time.Since(start)
-	r.recentNs.Store((7*r.recentNs.Load() + int64(d)) / 8)
+	return err
+}
+
+// settle reports one message's invocation (alone or in a batch) to the
+// trace hook's end, the Done hook and the adaptive limiter.
+func (r *Runner) settle(m *handlers.Message, err error, d time.Duration, end func(error)) {
 	if end != nil {
 		end(err)
 	}
@@ -145,9 +159,7 @@ func (r *Runner) invoke(parent context.Context, m *handlers.Message) error {
 	}
 	if r.adapt != nil {
 		r.adapt.observe(d, err != nil && classify(err).outage)
-		r.adaptLimit()
 	}
-	return err
 }
 
 // waitBreaker blocks while the breaker is open and returns its done
