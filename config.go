@@ -141,9 +141,11 @@ func (c Config) RebalanceTimeout() time.Duration {
 	return c.DrainTimeout + 5*time.Second + c.FinalCommitTimeout + 5*time.Second
 }
 
-// StallAfter is how long a handler's group may go without forming before it
-// is reported stalled and its members join afresh: one rebalance timeout,
-// two session timeouts for dead members to expire, and a margin.
+// StallAfter is how long a handler's group may go without forming before
+// its state reads "stalled" (and sluice_consumer_group_stalled is 1): one
+// rebalance timeout, two session timeouts for dead members to expire, and
+// a margin. Its members leave and join afresh later, after 3 rebalance
+// timeouts and 2 session timeouts (consumers.KafkaConfig.StallAfter).
 func (c Config) StallAfter() time.Duration {
 	return c.RebalanceTimeout() + 2*c.SessionTimeout + 10*time.Second
 }

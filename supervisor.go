@@ -153,7 +153,6 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		Dialer:           &kafka.Dialer{ClientID: s.a.nodeID, Timeout: 10 * time.Second, DualStack: true},
 		SessionTimeout:   s.a.cfg.SessionTimeout,
 		RebalanceTimeout: s.a.cfg.RebalanceTimeout(),
-		StallAfter:       s.a.cfg.StallAfter(),
 		ClientID:         s.a.nodeID,
 		MemberData:       s.a.memberData(),
 		Logger:           s.a.log,

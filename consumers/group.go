@@ -32,8 +32,11 @@ import (
 //   - A commit that the coordinator rejects for the generation (unknown
 //     member, illegal generation, fenced instance) is final (ErrFenced):
 //     it is never retried, and the session ends at once.
+//   - A join is sent once and waits as long as the group needs (up to
+//     StallAfter): re-sending it is itself a change of the group, and on
+//     the embedded broker every change restarts the rebalance timer.
 //   - A group that has not formed within StallAfter is abandoned with a
-//     leave and joined afresh, and reported as stalled meanwhile.
+//     leave and joined afresh.
 //
 // JoinGroup, SyncGroup, Heartbeat and LeaveGroup go through franz-go's
 // protocol client (kgo's Request, with kmsg types), for three faults of
@@ -61,17 +64,20 @@ type member struct {
 	// ctl sends commits and reads offsets and metadata.
 	ctl   *kafka.Client
 	ctlTr *kafka.Transport
-	// hb speaks the membership protocol (see above). kgo sends JoinGroup
-	// and SyncGroup on a connection of their own, so heartbeats never
-	// queue behind a join that waits for the whole group.
-	hb  *kgo.Client
-	log *slog.Logger
+	// joinc sends JoinGroup and SyncGroup, hb heartbeats and leaves: the
+	// membership protocol (see above), each on connections of its own, so
+	// heartbeats never queue behind a join that waits for the whole group.
+	joinc, hb *kgo.Client
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	memberID string
 	genID    int
 	synced   bool        // memberID has been in a generation
 	gen      *generation // the running generation; nil between them
+	// joinCancel ends the JoinGroup under way, if any: the heartbeat calls
+	// it when the coordinator no longer knows this member.
+	joinCancel context.CancelFunc
 }
 
 // generation is one assignment of this member.
@@ -105,25 +111,37 @@ func newMember(cfg KafkaConfig, group string, topics []string) (*member, error) 
 	}
 	m := &member{cfg: cfg, group: group, topics: topics, log: cfg.Logger.With("group", group)}
 	m.ctlTr, m.ctl = mk()
-	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.RequestTimeoutOverhead(cfg.SessionTimeout / 2),
-		kgo.RequestRetries(0)}
-	if cfg.ClientID != "" {
-		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	client := func(overhead time.Duration) (*kgo.Client, error) {
+		opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.RequestTimeoutOverhead(overhead), kgo.RequestRetries(0)}
+		if cfg.ClientID != "" {
+			opts = append(opts, kgo.ClientID(cfg.ClientID))
+		}
+		if cfg.Dialer != nil {
+			opts = append(opts, kgo.Dialer(cfg.Dialer.DialFunc))
+		}
+		c, err := kgo.NewClient(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", group, err)
+		}
+		return c, nil
 	}
-	if cfg.Dialer != nil {
-		opts = append(opts, kgo.Dialer(cfg.Dialer.DialFunc))
+	var err error
+	if m.hb, err = client(cfg.SessionTimeout / 2); err != nil {
+		return nil, err
 	}
-	hb, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("group %s: %w", group, err)
+	// A join waits for the whole group; its own deadline (StallAfter) is
+	// what bounds it, not kgo's read timeout.
+	if m.joinc, err = client(cfg.StallAfter); err != nil {
+		m.hb.Close()
+		return nil, err
 	}
-	m.hb = hb
 	return m, nil
 }
 
 func (m *member) close() {
 	m.ctlTr.CloseIdleConnections()
 	m.hb.Close()
+	m.joinc.Close()
 }
 
 func (m *member) instanceID() *string {
@@ -223,6 +241,11 @@ func (m *member) heartbeat(ctx context.Context) {
 				g.fence()
 			}
 			m.forget(id)
+			m.mu.Lock()
+			if m.joinCancel != nil {
+				m.joinCancel() // the join waits for nothing now: rejoin afresh
+			}
+			m.mu.Unlock()
 		default:
 			if ctx.Err() == nil {
 				m.log.Debug("heartbeat failed; retrying", "err", err)
@@ -251,8 +274,20 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 		req.RebalanceTimeoutMillis = int32(m.cfg.RebalanceTimeout.Milliseconds())
 		req.ProtocolType = "consumer"
 		req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: rangeProtocol, Metadata: meta.AppendTo(nil)}}
-		jctx, cancel := context.WithTimeout(ctx, m.cfg.RebalanceTimeout+m.cfg.SessionTimeout)
-		resp, err := req.RequestWith(jctx, m.hb)
+		// The join waits as long as the group needs, up to StallAfter: the
+		// coordinator answers once every member has rejoined or the
+		// rebalance timeout has passed since the group's last change, and
+		// the heartbeats tell us meanwhile that this member is still in.
+		// Sending the join again sooner would itself be a change, and
+		// restarts that wait on brokers that time it from the last one.
+		jctx, cancel := context.WithTimeout(ctx, m.cfg.StallAfter)
+		m.mu.Lock()
+		m.joinCancel = cancel
+		m.mu.Unlock()
+		resp, err := req.RequestWith(jctx, m.joinc)
+		m.mu.Lock()
+		m.joinCancel = nil
+		m.mu.Unlock()
 		cancel()
 		if err == nil {
 			err = asKafkaError(resp.ErrorCode)
@@ -291,7 +326,7 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 			}
 		}
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout+10*time.Second)
-		sresp, err := sreq.RequestWith(sctx, m.hb)
+		sresp, err := sreq.RequestWith(sctx, m.joinc)
 		cancel()
 		if err == nil {
 			err = asKafkaError(sresp.ErrorCode)

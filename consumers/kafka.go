@@ -32,9 +32,9 @@ type KafkaConfig struct {
 	// member always makes it back and a dead one holds the group no longer
 	// than necessary.
 	RebalanceTimeout time.Duration
-	// StallAfter is how long the group may go without forming before this
-	// member leaves and joins afresh, and reports the group as stalled.
-	// Default RebalanceTimeout + 2 x SessionTimeout + 10s.
+	// StallAfter is how long this member waits for the group to form
+	// before it leaves and joins afresh. Default 3 x RebalanceTimeout + 2 x
+	// SessionTimeout (140s with the other defaults).
 	StallAfter time.Duration
 	// PartitionWatchInterval is how often the member checks its topics for
 	// new partitions. Default 10s.
@@ -71,7 +71,7 @@ func (c *KafkaConfig) withDefaults() KafkaConfig {
 		out.RebalanceTimeout = 35 * time.Second
 	}
 	if out.StallAfter == 0 {
-		out.StallAfter = out.RebalanceTimeout + 2*out.SessionTimeout + 10*time.Second
+		out.StallAfter = 3*out.RebalanceTimeout + 2*out.SessionTimeout
 	}
 	if out.PartitionWatchInterval == 0 {
 		out.PartitionWatchInterval = 10 * time.Second
