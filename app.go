@@ -24,13 +24,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/dashboard"
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/registry"
+	"github.com/sluicehq/sluice/retrytopics"
 	"github.com/sluicehq/sluice/topics"
 )
 
@@ -273,7 +276,20 @@ func (a *App) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.brokers, a.tc, a.reg, a.dlq, a.httpAddr, a.startedAt = brokers, tc, reg, dq, ln.Addr().String(), time.Now()
 	a.nodeID, a.tel = nodeID, tel
-	a.sup = newSupervisor(a)
+	a.sup = newSupervisor(supervisorDeps{
+		cfg: a.cfg, log: a.log, funcs: a.funcs, reg: reg, tc: tc,
+		kafka: consumers.KafkaConfig{
+			Brokers:          brokers,
+			Dialer:           &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true},
+			SessionTimeout:   a.cfg.SessionTimeout,
+			RebalanceTimeout: a.cfg.RebalanceTimeout(),
+			ClientID:         nodeID,
+			MemberData:       a.memberData(),
+			Logger:           a.log,
+		},
+		dead: dq, parker: retrytopics.New(tc),
+		hooks: func(spec handlers.Spec) consumers.Hooks { return a.instr.Hooks(spec) },
+	})
 	a.sampler = metrics.NewSampler(tc, a.targets, a.cfg.SampleInterval)
 	a.mu.Unlock()
 	instr, err := metrics.NewInstruments(tel, a.sampler, a.targets)

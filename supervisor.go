@@ -2,22 +2,40 @@ package sluice
 
 import (
 	"context"
+	"log/slog"
 	"reflect"
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
-	"github.com/sluicehq/sluice/retrytopics"
+	"github.com/sluicehq/sluice/topics"
 )
+
+// supervisorDeps is everything the supervisor uses of the node, given
+// explicitly.
+type supervisorDeps struct {
+	cfg   Config
+	log   *slog.Logger
+	funcs map[string]goHandler // the Go handlers compiled into this node
+	reg   *registry.Registry
+	tc    *topics.Client
+	// kafka is how each handler's source reaches the cluster (brokers,
+	// dialer, client id, member data, group timeouts).
+	kafka consumers.KafkaConfig
+	// dead and parker take the messages the engine gives up on, and those
+	// it parks on delay topics.
+	dead   consumers.DeadLetterer
+	parker consumers.Parker
+	// hooks gives a handler's metrics and trace hooks.
+	hooks func(handlers.Spec) consumers.Hooks
+}
 
 // supervisor keeps one runner per registered, unpaused handler that this
 // node can invoke, and converges on every registry change.
 type supervisor struct {
-	a *App
+	d supervisorDeps
 
 	mu      sync.Mutex // serializes reconcile and stopAll; guards goDone
 	mapMu   sync.Mutex // guards runners, held briefly
@@ -35,14 +53,14 @@ type running struct {
 	done   chan struct{}
 }
 
-func newSupervisor(a *App) *supervisor {
-	return &supervisor{a: a, runners: make(map[string]*running), counters: make(map[string]*consumers.Counters)}
+func newSupervisor(d supervisorDeps) *supervisor {
+	return &supervisor{d: d, runners: make(map[string]*running), counters: make(map[string]*consumers.Counters)}
 }
 
 func (s *supervisor) run(ctx context.Context) {
 	for {
-		changed := s.a.reg.Changed()
-		if loaded, _ := s.a.reg.Loaded(); loaded {
+		changed := s.d.reg.Changed()
+		if loaded, _ := s.d.reg.Loaded(); loaded {
 			s.registerGo(ctx)
 			s.reconcile(ctx)
 		}
@@ -65,20 +83,20 @@ func (s *supervisor) registerGo(ctx context.Context) {
 		return
 	}
 	s.mu.Unlock()
-	for name, g := range s.a.funcs {
-		if e, ok := s.a.reg.Get(name); ok && reflect.DeepEqual(e.Spec, g.spec) {
+	for name, g := range s.d.funcs {
+		if e, ok := s.d.reg.Get(name); ok && reflect.DeepEqual(e.Spec, g.spec) {
 			continue
 		}
-		if err := s.a.tc.Ensure(ctx, g.spec.Topic, 0, nil); err != nil {
-			s.a.log.Warn("creating topic for Go handler failed; will retry", "handler", name, "err", err)
+		if err := s.d.tc.Ensure(ctx, g.spec.Topic, 0, nil); err != nil {
+			s.d.log.Warn("creating topic for Go handler failed; will retry", "handler", name, "err", err)
 			return
 		}
-		e, _ := s.a.reg.Get(name)
+		e, _ := s.d.reg.Get(name)
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := s.a.reg.Put(wctx, registry.Entry{Spec: g.spec, Paused: e.Paused})
+		_, err := s.d.reg.Put(wctx, registry.Entry{Spec: g.spec, Paused: e.Paused})
 		cancel()
 		if err != nil {
-			s.a.log.Warn("registering Go handler failed; will retry", "handler", name, "err", err)
+			s.d.log.Warn("registering Go handler failed; will retry", "handler", name, "err", err)
 			return
 		}
 	}
@@ -96,7 +114,7 @@ func (s *supervisor) reconcile(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := make(map[string]handlers.Spec)
-	for _, e := range s.a.reg.List() {
+	for _, e := range s.d.reg.List() {
 		if e.Paused || !s.invokable(e.Spec) {
 			continue
 		}
@@ -127,7 +145,7 @@ func (s *supervisor) reconcile(ctx context.Context) {
 
 func (s *supervisor) invokable(spec handlers.Spec) bool {
 	if spec.Go != nil {
-		_, ok := s.a.funcs[spec.Name]
+		_, ok := s.d.funcs[spec.Name]
 		return ok
 	}
 	return spec.HTTP != nil
@@ -137,43 +155,30 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 	var inv handlers.Invoker
 	var closeInv func()
 	if spec.Go != nil {
-		inv = s.a.funcs[spec.Name].fn
+		inv = s.d.funcs[spec.Name].fn
 	} else {
 		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency.Max)
 		inv, closeInv = h, h.Close
 	}
-	log := s.a.log.With("handler", spec.Name)
-	var r *consumers.Runner
+	log := s.d.log.With("handler", spec.Name)
 	start := consumers.FirstOffset
 	if spec.StartFrom == handlers.StartLatest {
 		start = consumers.LastOffset
 	}
-	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{
-		Brokers:          s.a.brokers,
-		Dialer:           &kafka.Dialer{ClientID: s.a.nodeID, Timeout: 10 * time.Second, DualStack: true},
-		SessionTimeout:   s.a.cfg.SessionTimeout,
-		RebalanceTimeout: s.a.cfg.RebalanceTimeout(),
-		ClientID:         s.a.nodeID,
-		MemberData:       s.a.memberData(),
-		Logger:           s.a.log,
-	}, spec.Topics(), spec.Group(), start, func(err error) {
-		if r != nil {
-			r.SourceError(err)
-		}
-	})
+	src, err := consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start)
 	if err != nil { // only on a programming error: the spec was validated
 		log.Error("cannot consume", "err", err)
 	}
-	r = consumers.NewRunner(spec, inv, src, consumers.Options{
-		CommitInterval:     s.a.cfg.CommitInterval,
-		DrainTimeout:       s.a.cfg.DrainTimeout,
-		FinalCommitTimeout: s.a.cfg.FinalCommitTimeout,
-		StallAfter:         s.a.cfg.StallAfter(),
-		DeadLetter:         s.a.dlq,
-		Parker:             retrytopics.New(s.a.tc),
-		Hooks:              s.a.instr.Hooks(spec),
+	r := consumers.NewRunner(spec, inv, src, consumers.Options{
+		CommitInterval:     s.d.cfg.CommitInterval,
+		DrainTimeout:       s.d.cfg.DrainTimeout,
+		FinalCommitTimeout: s.d.cfg.FinalCommitTimeout,
+		StallAfter:         s.d.cfg.StallAfter(),
+		DeadLetter:         s.d.dead,
+		Parker:             s.d.parker,
+		Hooks:              s.d.hooks(spec),
 		Counters:           s.countersOf(spec.Name),
-		Logger:             s.a.log,
+		Logger:             s.d.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rn := &running{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
@@ -185,10 +190,10 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		// The topic is created on first use, so a handler may be registered
 		// before anything is published.
 		for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-			err := s.a.tc.Ensure(rctx, spec.Topic, 0, nil)
+			err := s.d.tc.Ensure(rctx, spec.Topic, 0, nil)
 			for _, t := range spec.Topics()[1:] {
 				if err == nil {
-					err = s.a.tc.Ensure(rctx, t, 1, nil)
+					err = s.d.tc.Ensure(rctx, t, 1, nil)
 				}
 			}
 			if err == nil {

@@ -72,13 +72,13 @@ func startProbe(t *testing.T, brokers []string, group, topic string, session tim
 	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{
 		Brokers: brokers, Logger: testkit.Logger(), SessionTimeout: session, HeartbeatInterval: 300 * time.Millisecond,
 		RebalanceTimeout: 30 * time.Second,
-	}, []string{topic}, group, consumers.FirstOffset, nil)
+	}, []string{topic}, group, consumers.FirstOffset)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = src.Consume(ctx, p.session) }()
+	go func() { defer close(done); _ = src.Consume(ctx, p.session, nil) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -242,7 +242,7 @@ func TestFencedCommitIsNotRetried(t *testing.T) {
 	var sess consumers.Session
 	got := make(chan struct{})
 	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{Brokers: f.brokers, Logger: testkit.Logger(),
-		SessionTimeout: 3 * time.Second, HeartbeatInterval: 300 * time.Millisecond}, []string{topic}, group, consumers.FirstOffset, nil)
+		SessionTimeout: 3 * time.Second, HeartbeatInterval: 300 * time.Millisecond}, []string{topic}, group, consumers.FirstOffset)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestFencedCommitIsNotRetried(t *testing.T) {
 				close(got)
 			}
 			<-s.Context().Done()
-		})
+		}, nil)
 	}()
 	defer func() { cancel(); <-done }()
 	<-got

@@ -99,7 +99,6 @@ type KafkaSource struct {
 	topics    []string
 	group     string
 	startFrom int64
-	onError   func(error)
 	client    *kafka.Client
 }
 
@@ -108,9 +107,8 @@ type KafkaSource struct {
 // to it where the group has no committed offset, and LastOffset is pinned
 // (committed) at the first assignment so a later rebalance cannot skip
 // messages. The other topics (replay, retry) always start at their first
-// offset. onError, if not nil, is told of each transient error and of
-// recovery (nil).
-func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom int64, onError func(error)) (*KafkaSource, error) {
+// offset.
+func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom int64) (*KafkaSource, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka source: no brokers")
 	}
@@ -120,16 +118,13 @@ func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom in
 	if startFrom != FirstOffset && startFrom != LastOffset {
 		return nil, fmt.Errorf("kafka source: startFrom must be FirstOffset or LastOffset, got %d", startFrom)
 	}
-	if onError == nil {
-		onError = func(error) {}
-	}
 	cfg = cfg.withDefaults()
 	var tr kafka.RoundTripper = kafka.DefaultTransport
 	if cfg.Dialer != nil {
 		tr = &kafka.Transport{Dial: cfg.Dialer.DialFunc, ClientID: cfg.Dialer.ClientID}
 	}
 	return &KafkaSource{
-		cfg: cfg, topics: topics, group: group, startFrom: startFrom, onError: onError,
+		cfg: cfg, topics: topics, group: group, startFrom: startFrom,
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: 10 * time.Second},
 	}, nil
 }
@@ -137,7 +132,10 @@ func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom in
 // Consume implements Source. It joins the group, runs session for each
 // generation this member is given, and leaves the group when ctx is done,
 // after the last session has drained and committed.
-func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error {
+func (s *KafkaSource) Consume(ctx context.Context, session func(Session), report func(error)) error {
+	if report == nil {
+		report = func(error) {}
+	}
 	log := s.cfg.Logger.With("topic", s.topics[0], "group", s.group)
 	m, err := newMember(s.cfg, s.group, s.topics)
 	if err != nil {
@@ -166,7 +164,7 @@ func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error 
 			if failures == 1 || failures%10 == 0 {
 				log.Warn("joining consumer group failed; retrying", "err", err, "failures", failures)
 			}
-			s.onError(err)
+			report(err)
 			if d := time.Since(unformedSince); d > s.cfg.StallAfter && !stalled {
 				// Whatever the coordinator holds of this member is stuck:
 				// take it out, and come back as a new member.
@@ -183,7 +181,7 @@ func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error 
 			log.Info("joined consumer group", "generation", g.id, "after_failures", failures)
 		}
 		failures, stalled = 0, false
-		s.onError(nil)
+		report(nil)
 
 		gctx, revoke := context.WithCancel(ctx)
 		g.revoke = revoke
@@ -195,7 +193,7 @@ func (s *KafkaSource) Consume(ctx context.Context, session func(Session)) error 
 			// Without a position nothing is read; rejoin for the next
 			// generation.
 			log.Warn("resolving start offsets failed; rejoining", "err", err)
-			s.onError(err)
+			report(err)
 		} else {
 			session(ks)
 		}

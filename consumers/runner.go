@@ -180,7 +180,7 @@ func NewRunner(spec handlers.Spec, inv handlers.Invoker, src Source, opts Option
 // group. It returns only after that.
 func (r *Runner) Run(ctx context.Context) error {
 	for {
-		err := r.src.Consume(ctx, r.session)
+		err := r.src.Consume(ctx, r.session, r.SourceError)
 		if ctx.Err() != nil {
 			r.setState(StateStopped, "")
 			return nil

@@ -35,14 +35,8 @@ func (f *fixture) runner(t *testing.T, spec handlers.Spec, inv handlers.Invoker,
 	if err := f.tc.Ensure(context.Background(), spec.ReplayTopic(), 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	var r *consumers.Runner
 	src, err := consumers.NewKafkaSource(consumers.KafkaConfig{Brokers: f.brokers, Logger: testkit.Logger(),
-		SessionTimeout: 6 * time.Second}, []string{spec.Topic, spec.ReplayTopic()}, spec.Group(), consumers.FirstOffset,
-		func(err error) {
-			if r != nil {
-				r.SourceError(err)
-			}
-		})
+		SessionTimeout: 6 * time.Second}, []string{spec.Topic, spec.ReplayTopic()}, spec.Group(), consumers.FirstOffset)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +44,7 @@ func (f *fixture) runner(t *testing.T, spec handlers.Spec, inv handlers.Invoker,
 	if opts.CommitInterval == 0 {
 		opts.CommitInterval = 100 * time.Millisecond
 	}
-	r = consumers.NewRunner(spec, inv, src, opts)
+	r := consumers.NewRunner(spec, inv, src, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()

@@ -17,8 +17,8 @@ type Source interface {
 	// could: only then are the partitions released to other members.
 	// Consume returns nil when ctx is done, or an error it cannot recover
 	// from; transient errors (broker unreachable, coordinator moved) are
-	// retried inside it and reported through the status callback.
-	Consume(ctx context.Context, session func(Session)) error
+	// retried inside it and told to report (nil once it recovers).
+	Consume(ctx context.Context, session func(Session), report func(error)) error
 }
 
 // Session is one assignment of partitions to this member.

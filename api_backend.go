@@ -1,0 +1,576 @@
+package sluice
+
+// api_backend.go is what the node serves through the API (api.Backend):
+// handlers and their state, publishing, topics, health, dead letters, the
+// overview, series, partitions and the fleet; and the conversions from the
+// node's parts' types to the API's wire types.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/dlq"
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/registry"
+	"github.com/sluicehq/sluice/topics"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The App serves the API.
+var _ api.Backend = (*App)(nil)
+
+func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
+	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec, Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
+	st := &api.HandlerStatus{}
+	state, rs := a.handlerState(e.Spec, e.Paused)
+	st.State = state
+	if rs != nil {
+		st.RunnerStatus = runnerStatus(*rs)
+	}
+	if state == "unavailable" {
+		st.LastError = "no Go function named " + e.Spec.Name + " is compiled into this node"
+	}
+	if st.Partitions == nil {
+		st.Partitions = []api.PartitionStatus{}
+	}
+	st.Lag = a.lag(ctx, e.Spec)
+	if p, _, ok := a.sampler.Latest(e.Spec.Name); ok {
+		st.OldestAgeSeconds = p.OldestAgeSeconds
+	}
+	h.Status = st
+	return h
+}
+
+// handlerState is what this node says of a handler, for every view of it:
+// paused; unavailable (a Go handler not compiled into this node); starting
+// (no runner yet); or its runner's state, with the runner's status.
+func (a *App) handlerState(spec handlers.Spec, paused bool) (string, *consumers.Status) {
+	r := a.sup.runner(spec.Name)
+	switch {
+	case paused:
+		return "paused", nil
+	case r != nil:
+		st := r.Status()
+		return st.State, &st
+	case spec.Go != nil:
+		return "unavailable", nil
+	}
+	return "starting", nil
+}
+
+// lag is the group's backlog on the handler's topic over every partition,
+// whoever owns them (see topics.Client.GroupLag); -1 when the broker does
+// not answer.
+func (a *App) lag(ctx context.Context, spec handlers.Spec) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	parts, err := a.tc.GroupLag(ctx, spec.Group(), spec.Topic, spec.StartFrom == handlers.StartLatest)
+	if err != nil {
+		return -1
+	}
+	var lag int64
+	for _, p := range parts {
+		lag += p.Lag
+	}
+	return lag
+}
+
+// ListHandlers implements api.Backend.
+func (a *App) ListHandlers(ctx context.Context) ([]api.Handler, error) {
+	if err := a.notReady(); err != nil {
+		return nil, err
+	}
+	es := a.reg.List()
+	out := make([]api.Handler, len(es))
+	for i, e := range es {
+		out[i] = a.view(ctx, e)
+	}
+	return out, nil
+}
+
+// GetHandler implements api.Backend.
+func (a *App) GetHandler(ctx context.Context, name string) (api.Handler, error) {
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	return a.view(ctx, e), nil
+}
+
+// ApplyHandler implements api.Backend.
+func (a *App) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler, bool, error) {
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return api.Handler{}, false, err
+	}
+	if spec.Go != nil {
+		g, ok := a.funcs[spec.Name]
+		if !ok {
+			return api.Handler{}, false, &handlers.FieldError{Field: "go",
+				Msg: fmt.Sprintf("no Go function named %q is compiled into this node", spec.Name)}
+		}
+		if _, batch := g.fn.(handlers.BatchInvoker); spec.Batch != nil && !batch {
+			return api.Handler{}, false, &handlers.FieldError{Field: "batch",
+				Msg: fmt.Sprintf("the Go function %q takes one message at a time (it was registered with Handle, not HandleBatch)", spec.Name)}
+		}
+	}
+	if err := a.notReady(); err != nil {
+		return api.Handler{}, false, err
+	}
+	old, exists := a.reg.Get(spec.Name)
+	if exists && reflect.DeepEqual(old.Spec, spec) {
+		return a.view(ctx, old), false, nil
+	}
+	if err := a.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
+		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
+	}
+	e, err := a.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
+	if err != nil {
+		return api.Handler{}, false, err
+	}
+	a.sup.reconcile(ctx)
+	return a.view(ctx, e), !exists, nil
+}
+
+// DeleteHandler implements api.Backend.
+func (a *App) DeleteHandler(ctx context.Context, name string) error {
+	if err := a.notReady(); err != nil {
+		return err
+	}
+	if err := a.reg.Delete(ctx, name); err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+		}
+		return err
+	}
+	a.sup.reconcile(ctx)
+	return nil
+}
+
+// SetPaused implements api.Backend. It returns once this node has stopped
+// (drained and committed) or restarted the handler; other nodes follow as
+// they read the registry.
+func (a *App) SetPaused(ctx context.Context, name string, paused bool) (api.Handler, error) {
+	if err := a.notReady(); err != nil {
+		return api.Handler{}, err
+	}
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	if e.Paused != paused {
+		e.Paused = paused
+		var err error
+		if e, err = a.reg.Put(ctx, e); err != nil {
+			return api.Handler{}, err
+		}
+		a.sup.reconcile(ctx)
+	}
+	return a.view(ctx, e), nil
+}
+
+// Publish implements api.Backend.
+func (a *App) Publish(ctx context.Context, topic string, recs []api.Record) ([]api.Produced, error) {
+	trecs := toRecords(recs)
+	ctx, span := a.tracePublish(ctx, topic, trecs)
+	defer span.End()
+	res, err := a.tc.Produce(ctx, topic, trecs)
+	if err != nil {
+		span.RecordError(err)
+		return nil, asAPIError(err)
+	}
+	return produced(res), nil
+}
+
+// ListTopics implements api.Backend.
+func (a *App) ListTopics(ctx context.Context) ([]api.TopicInfo, error) {
+	ts, err := a.tc.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return topicInfos(ts), nil
+}
+
+// CreateTopic implements api.Backend.
+func (a *App) CreateTopic(ctx context.Context, name string, partitions int) error {
+	return asAPIError(a.tc.Create(ctx, name, partitions, nil))
+}
+
+// Ready implements api.Backend: the registry is loaded and the broker
+// answers.
+func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
+	checks := map[string]string{}
+	ok := true
+	if loaded, err := a.reg.Loaded(); !loaded {
+		ok = false
+		checks["registry"] = "loading"
+		if err != nil {
+			checks["registry"] = "loading: " + err.Error()
+		}
+	} else {
+		checks["registry"] = "ok"
+	}
+	if loaded, _ := a.dlq.Loaded(); !loaded {
+		ok = false
+		checks["deadLetterStates"] = "loading"
+	} else {
+		checks["deadLetterStates"] = "ok"
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := a.tc.Offsets(pctx, registry.Topic, 1); err != nil {
+		ok = false
+		checks["broker"] = "unreachable: " + err.Error()
+	} else {
+		checks["broker"] = "ok"
+	}
+	return ok, checks
+}
+
+func (a *App) notReady() error {
+	if loaded, err := a.reg.Loaded(); !loaded {
+		if err != nil {
+			return fmt.Errorf("%w: the node is not ready (registry loading: %v)", api.ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: the node is not ready: the registry is still loading", api.ErrUnavailable)
+	}
+	return nil
+}
+
+func (a *App) deadLetterTopics(name string) (dlqTopic, replayTopic string, err error) {
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return "", "", fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	return e.Spec.DeadLetter.Topic, e.Spec.ReplayTopic(), nil
+}
+
+// ListDeadLetters implements api.Backend.
+func (a *App) ListDeadLetters(ctx context.Context, name string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
+	topic, _, err := a.deadLetterTopics(name)
+	if err != nil {
+		return api.DeadLetterPage{}, err
+	}
+	p, err := a.dlq.List(ctx, name, topic, dlq.Filter(f))
+	if err != nil {
+		return api.DeadLetterPage{}, asAPIError(err)
+	}
+	return deadLetterPage(p), nil
+}
+
+// GetDeadLetter implements api.Backend.
+func (a *App) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLetter, error) {
+	topic, _, err := a.deadLetterTopics(name)
+	if err != nil {
+		return api.DeadLetter{}, err
+	}
+	e, err := a.dlq.Get(ctx, name, topic, id)
+	if err != nil {
+		return api.DeadLetter{}, asAPIError(err)
+	}
+	return deadLetter(e), nil
+}
+
+// ReplayDeadLetters implements api.Backend.
+func (a *App) ReplayDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
+	topic, replay, err := a.deadLetterTopics(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.tc.Ensure(ctx, replay, 1, nil); err != nil {
+		return 0, err
+	}
+	n, err := a.dlq.Replay(ctx, name, topic, replay, dlq.Selection(sel))
+	return n, asAPIError(err)
+}
+
+// DiscardDeadLetters implements api.Backend.
+func (a *App) DiscardDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
+	topic, _, err := a.deadLetterTopics(name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := a.dlq.Discard(ctx, name, topic, dlq.Selection(sel))
+	return n, asAPIError(err)
+}
+
+// Overview implements api.Backend.
+func (a *App) Overview(ctx context.Context) api.Overview {
+	out := api.Overview{
+		Node: api.NodeInfo{ID: a.nodeID, Brokers: a.brokers, Embedded: len(a.cfg.Brokers) == 0,
+			StartedAt: a.startedAt, Version: Version},
+		Handlers: []api.HandlerOverview{},
+	}
+	for _, t := range a.targets() {
+		h := api.HandlerOverview{Name: t.Spec.Name, Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
+			ConcurrencyLimit: t.Spec.Concurrency.Max}
+		if t.Spec.HTTP != nil {
+			h.Invoker = t.Spec.HTTP.URL
+		} else {
+			h.Invoker = "go"
+		}
+		var counts consumers.Status
+		a.sup.countersOf(t.Spec.Name).Fill(&counts)
+		h.DeadLettered, h.Succeeded, h.Failed = counts.DeadLettered, counts.Succeeded, counts.Failed
+		var st *consumers.Status
+		h.State, st = a.handlerState(t.Spec, t.Paused)
+		if st != nil {
+			h.StateSince = st.StateSince
+			h.ConcurrencyLimit, h.InFlight = st.Limit, st.InFlight
+			if st.Breaker != nil {
+				h.BreakerState = st.Breaker.State
+			}
+		}
+		if p, _, ok := a.sampler.Latest(t.Spec.Name); ok {
+			h.RateIn, h.RateOut, h.ErrorRate = p.RateIn, p.RateOut, p.ErrorRate
+			h.P50Ms, h.P99Ms = p.P50Ms, p.P99Ms
+			h.Lag, h.OldestAgeSeconds = p.Lag, p.OldestAgeSeconds
+		}
+		out.Handlers = append(out.Handlers, h)
+	}
+	return out
+}
+
+// Series implements api.Backend.
+func (a *App) Series(ctx context.Context, name string, d time.Duration) (api.Series, error) {
+	if _, ok := a.reg.Get(name); !ok {
+		return api.Series{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	return a.sampler.Series(name, d), nil
+}
+
+// Partitions implements api.Backend: every partition of the handler's
+// topics across the fleet, with its owner from the group's assignment.
+func (a *App) Partitions(ctx context.Context, name string) (api.PartitionList, error) {
+	e, ok := a.reg.Get(name)
+	if !ok {
+		return api.PartitionList{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+	}
+	spec := e.Spec
+	owners, err := a.tc.Owners(ctx, spec.Group())
+	if err != nil {
+		owners = nil // shown as unassigned; the offsets still help
+	}
+	pending := map[string]map[int]int{}
+	if r := a.sup.runner(name); r != nil {
+		for _, p := range r.Status().Partitions {
+			if pending[p.Topic] == nil {
+				pending[p.Topic] = map[int]int{}
+			}
+			pending[p.Topic][p.Partition] = p.Pending
+		}
+	}
+	out := api.PartitionList{Partitions: []api.PartitionInfo{}}
+	for _, topic := range spec.Topics() {
+		parts, err := a.tc.GroupLag(ctx, spec.Group(), topic, topic == spec.Topic && spec.StartFrom == handlers.StartLatest)
+		if errors.Is(err, topics.ErrUnknownTopic) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		for _, p := range parts {
+			out.Partitions = append(out.Partitions, api.PartitionInfo{Topic: topic, Partition: p.Partition,
+				Owner: owners[topic][p.Partition], Committed: p.Committed, LogStart: p.Start, LogEnd: p.End,
+				Lag: p.Lag, Pending: pending[topic][p.Partition]})
+		}
+	}
+	sort.SliceStable(out.Partitions, func(i, j int) bool {
+		if out.Partitions[i].Topic != out.Partitions[j].Topic {
+			return out.Partitions[i].Topic == spec.Topic
+		}
+		return out.Partitions[i].Partition < out.Partitions[j].Partition
+	})
+	return out, nil
+}
+
+// tracePublish starts the producer span of a publish and puts its trace
+// context in every record that does not carry one already.
+func (a *App) tracePublish(ctx context.Context, topic string, recs []topics.Record) (context.Context, trace.Span) {
+	ctx, span := a.tel.Tracer.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", topic),
+			attribute.Int("messaging.batch.message_count", len(recs)),
+		))
+	carrier := propagation.MapCarrier{}
+	a.tel.Propagator.Inject(ctx, carrier)
+	for i := range recs {
+		if hasHeader(recs[i].Headers, "traceparent") {
+			continue
+		}
+		for k, v := range carrier {
+			recs[i].Headers = append(recs[i].Headers, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	return ctx, span
+}
+
+func hasHeader(hs []kafka.Header, key string) bool {
+	for _, h := range hs {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// Fleet implements api.Backend: every member of every handler's consumer
+// group, grouped by the node it names in its member data, plus this node.
+func (a *App) Fleet(ctx context.Context) (api.Fleet, error) {
+	if err := a.notReady(); err != nil {
+		return api.Fleet{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out := api.Fleet{Node: a.nodeID, Nodes: []api.FleetNode{}, Groups: []api.FleetGroup{}}
+	nodes := map[string]*api.FleetNode{a.nodeID: {ID: a.nodeID, API: a.httpAddr, Version: Version, Handlers: []api.FleetHandler{}}}
+	for _, e := range a.reg.List() {
+		group := e.Spec.Group()
+		fg := api.FleetGroup{Handler: e.Spec.Name, Group: group, State: "unknown"}
+		state, members, err := a.tc.GroupMembers(ctx, group)
+		if err != nil {
+			fg.Error = err.Error()
+			out.Groups = append(out.Groups, fg)
+			continue
+		}
+		fg.State, fg.Members = state, len(members)
+		out.Groups = append(out.Groups, fg)
+		for _, m := range members {
+			var md api.MemberData
+			if json.Unmarshal(m.UserData, &md) != nil || md.Node == "" {
+				md.Node = m.ClientID // a member that is not a Sluice node
+			}
+			n, ok := nodes[md.Node]
+			if !ok {
+				n = &api.FleetNode{ID: md.Node, API: md.API, Version: md.Version, Handlers: []api.FleetHandler{}}
+				nodes[md.Node] = n
+			}
+			n.Host = m.ClientHost
+			fh := api.FleetHandler{Name: e.Spec.Name, Partitions: []string{}}
+			topics := make([]string, 0, len(m.Assigned))
+			for t := range m.Assigned {
+				topics = append(topics, t)
+			}
+			sort.Strings(topics)
+			for _, t := range topics {
+				ps := append([]int(nil), m.Assigned[t]...)
+				sort.Ints(ps)
+				for _, p := range ps {
+					fh.Partitions = append(fh.Partitions, t+"/"+strconv.Itoa(p))
+				}
+			}
+			n.Handlers = append(n.Handlers, fh)
+		}
+	}
+	for _, n := range nodes {
+		out.Nodes = append(out.Nodes, *n)
+	}
+	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].ID < out.Nodes[j].ID })
+	return out, nil
+}
+
+// wire.go converts the node's parts' types to and from the API's wire types
+// (package api owns those, so that the client links no Kafka code).
+
+func runnerStatus(st consumers.Status) api.RunnerStatus {
+	out := api.RunnerStatus{
+		StateSince: st.StateSince, LastError: st.LastError, InFlight: st.InFlight, InFlightBytes: st.InFlightBytes,
+		Held: st.Held, Limit: st.Limit, Received: st.Received, Succeeded: st.Succeeded, Failed: st.Failed,
+		Retried: st.Retried, DeadLettered: st.DeadLettered, Parked: st.Parked, Replayed: st.Replayed,
+		Commits: st.Commits, CommitErrs: st.CommitErrs, Rebalances: st.Rebalances,
+		Partitions: make([]api.PartitionStatus, len(st.Partitions)),
+	}
+	if b := st.Breaker; b != nil {
+		out.Breaker = &api.BreakerStatus{State: b.State, ChangedAt: b.ChangedAt, Opened: b.Opened}
+	}
+	for i, p := range st.Partitions {
+		out.Partitions[i] = api.PartitionStatus(p)
+	}
+	return out
+}
+
+func toRecords(recs []api.Record) []topics.Record {
+	out := make([]topics.Record, len(recs))
+	for i, r := range recs {
+		out[i] = topics.Record{Key: r.Key, Value: r.Value, Partition: r.Partition}
+		if len(r.Headers) > 0 {
+			out[i].Headers = make([]kafka.Header, len(r.Headers))
+			for j, h := range r.Headers {
+				out[i].Headers[j] = kafka.Header{Key: h.Key, Value: h.Value}
+			}
+		}
+	}
+	return out
+}
+
+func produced(ps []topics.Produced) []api.Produced {
+	out := make([]api.Produced, len(ps))
+	for i, p := range ps {
+		out[i] = api.Produced(p)
+	}
+	return out
+}
+
+func topicInfos(is []topics.Info) []api.TopicInfo {
+	out := make([]api.TopicInfo, len(is))
+	for i, t := range is {
+		out[i] = api.TopicInfo(t)
+	}
+	return out
+}
+
+func deadLetter(e dlq.Entry) api.DeadLetter {
+	return api.DeadLetter{
+		ID: e.ID, Handler: e.Handler, Key: e.Key, KeyBase64: e.KeyBase64, Error: e.Error, Status: e.Status,
+		Attempts: e.Attempts, SourceTopic: e.SourceTopic, SourcePartition: e.SourcePartition, SourceOffset: e.SourceOffset,
+		FirstFailure: e.FirstFailure, LastFailure: e.LastFailure, State: e.State, StateChangedAt: e.StateChangedAt,
+		Value: e.Value, ValueBase64: e.ValueBase64, Headers: e.Headers,
+	}
+}
+
+func deadLetterPage(p dlq.Page) api.DeadLetterPage {
+	out := api.DeadLetterPage{Entries: make([]api.DeadLetter, len(p.Entries)), Total: p.Total, Next: p.Next}
+	for i, e := range p.Entries {
+		out.Entries[i] = deadLetter(e)
+	}
+	return out
+}
+
+// apiError keeps err's text and makes it match the API error kind, so the
+// server answers with kind's status.
+type apiError struct {
+	err  error
+	kind error
+}
+
+func (e *apiError) Error() string        { return e.err.Error() }
+func (e *apiError) Unwrap() error        { return e.err }
+func (e *apiError) Is(target error) bool { return target == e.kind }
+
+// asAPIError maps the parts' errors to the API's kinds.
+func asAPIError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, topics.ErrTopicExists):
+		return &apiError{err, api.ErrTopicExists}
+	case errors.Is(err, topics.ErrNoPartition):
+		return &apiError{err, api.ErrNoPartition}
+	case errors.Is(err, dlq.ErrNotFound):
+		return &apiError{err, api.ErrNotFound}
+	}
+	return err
+}
