@@ -12,29 +12,12 @@ package sluice
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
-	"time"
 
-	"github.com/segmentio/kafka-go"
-	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/broker"
-	"github.com/sluicehq/sluice/consumers"
-	"github.com/sluicehq/sluice/dashboard"
-	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
-	"github.com/sluicehq/sluice/metrics"
-	"github.com/sluicehq/sluice/registry"
-	"github.com/sluicehq/sluice/retrytopics"
-	"github.com/sluicehq/sluice/topics"
+	"github.com/sluicehq/sluice/internal/node"
 )
 
 // Message is what a handler receives; see handlers.Message.
@@ -112,47 +95,25 @@ type BatchSpec = handlers.BatchSpec
 // Permanent marks an error as one retrying cannot fix.
 func Permanent(err error) error { return handlers.Permanent(err) }
 
-// App is one Sluice node.
+// App is one Sluice node, as a Go program embeds it.
 type App struct {
-	cfg   Config
-	log   *slog.Logger
-	funcs map[string]goHandler
-
-	mu        sync.Mutex
-	started   bool
-	brokers   []string
-	tc        *topics.Client
-	reg       *registry.Registry
-	dlq       *dlq.Queue
-	httpAddr  string
-	ready     chan struct{}
-	sup       *supervisor
-	startedAt time.Time
-	nodeID    string
-	tel       *metrics.Telemetry
-	sampler   *metrics.Sampler
-	instr     *metrics.Instruments
-}
-
-type goHandler struct {
-	spec handlers.Spec
-	fn   handlers.Invoker // a handlers.Func or handlers.BatchFunc
+	cfg Config
+	log *slog.Logger
+	n   *node.Node
 }
 
 // New returns a node configured by opts over DefaultConfig. It validates
 // the configuration but starts nothing: Run does.
 func New(opts ...Option) (*App, error) {
-	a := &App{cfg: DefaultConfig(), funcs: make(map[string]goHandler), ready: make(chan struct{})}
+	a := &App{cfg: DefaultConfig()}
 	for _, o := range opts {
 		o(a)
 	}
-	a.cfg = a.cfg.withDefaults()
-	if err := a.cfg.Validate(); err != nil {
+	n, err := node.New(a.cfg, a.log)
+	if err != nil {
 		return nil, err
 	}
-	if a.log == nil {
-		a.log = slog.Default()
-	}
+	a.n = n
 	return a, nil
 }
 
@@ -194,187 +155,24 @@ func (a *App) register(spec Spec, fn handlers.Invoker) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("handle %q: %w", spec.Name, err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.started {
-		return errors.New("handle: the node is already running")
-	}
-	if _, dup := a.funcs[spec.Name]; dup {
-		return fmt.Errorf("handle: %q is registered twice", spec.Name)
-	}
-	a.funcs[spec.Name] = goHandler{spec: spec, fn: fn}
-	return nil
+	return a.n.Register(spec, fn)
 }
 
 // Started is closed once the API listens and the node has started.
-func (a *App) Started() <-chan struct{} { return a.ready }
+func (a *App) Started() <-chan struct{} { return a.n.Started() }
 
 // HTTPAddr is the address the API listens on, once Started.
-func (a *App) HTTPAddr() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.httpAddr
-}
+func (a *App) HTTPAddr() string { return a.n.HTTPAddr() }
 
 // Brokers are the Kafka addresses the node uses (the embedded broker's when
 // it runs one), once Started.
-func (a *App) Brokers() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.brokers
-}
+func (a *App) Brokers() []string { return a.n.Brokers() }
 
 // Run starts the node and blocks until ctx is done; then it stops taking
 // API calls, drains every handler (in-flight invocations finish and their
-// offsets are committed), and closes the embedded broker last.
+// offsets are committed), leaves the consumer groups, and closes the
+// embedded broker last.
 func (a *App) Run(ctx context.Context) error {
-	a.mu.Lock()
-	if a.started {
-		a.mu.Unlock()
-		return errors.New("run: the node is already running")
-	}
-	a.started = true
-	a.mu.Unlock()
-
-	brokers := a.cfg.Brokers
-	if len(brokers) == 0 {
-		b, err := broker.Start(broker.Config{
-			DataDir:    filepath.Join(a.cfg.DataDir, "broker"),
-			Addr:       a.cfg.KafkaAddr,
-			Partitions: a.cfg.Partitions,
-			Logger:     a.log,
-		})
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		brokers = b.Addrs()
-		a.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", a.cfg.DataDir)
-	}
-	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: a.cfg.Partitions, ReplicationFactor: a.cfg.ReplicationFactor})
-	if err != nil {
-		return err
-	}
-	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Logger: a.log})
-	dq := dlq.New(tc, brokers, a.log)
-
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("http-addr %s: %w", a.cfg.HTTPAddr, err)
-	}
-	nodeID := nodeName(ln.Addr().String())
-	tel, err := metrics.Setup(ctx, nodeID)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("setting up telemetry: %w", err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-	a.mu.Lock()
-	a.brokers, a.tc, a.reg, a.dlq, a.httpAddr, a.startedAt = brokers, tc, reg, dq, ln.Addr().String(), time.Now()
-	a.nodeID, a.tel = nodeID, tel
-	a.sup = newSupervisor(supervisorDeps{
-		cfg: a.cfg, log: a.log, funcs: a.funcs, reg: reg, tc: tc,
-		kafka: consumers.KafkaConfig{
-			Brokers:          brokers,
-			Dialer:           &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true},
-			SessionTimeout:   a.cfg.SessionTimeout,
-			RebalanceTimeout: a.cfg.RebalanceTimeout(),
-			ClientID:         nodeID,
-			MemberData:       a.memberData(),
-			Logger:           a.log,
-		},
-		dead: dq, parker: retrytopics.New(tc),
-		hooks: func(spec handlers.Spec) consumers.Hooks { return a.instr.Hooks(spec) },
-	})
-	a.sampler = metrics.NewSampler(tc, a.targets, a.cfg.SampleInterval)
-	a.mu.Unlock()
-	instr, err := metrics.NewInstruments(tel, a.sampler, a.targets)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("creating instruments: %w", err)
-	}
-	a.instr = instr
-
-	srv := &http.Server{
-		Handler: api.NewServer(a, api.ServerConfig{
-			MaxPublishBytes: a.cfg.MaxPublishBytes, Logger: a.log, Propagator: tel.Propagator,
-			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("API server failed", "err", err)
-		}
-	}()
-	a.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
-
-	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopReg()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = reg.Run(regCtx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = dq.Run(regCtx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.sampler.Run(regCtx)
-	}()
-	supDone := make(chan struct{})
-	go func() {
-		defer close(supDone)
-		a.sup.run(ctx)
-	}()
-	close(a.ready)
-
-	<-ctx.Done()
-	a.log.Info("stopping: draining handlers")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(shutCtx)
-	cancel()
-	<-supDone // every runner has drained and committed
-	stopReg()
-	wg.Wait()
-	a.log.Info("stopped")
-	return nil
-}
-
-// nodeName identifies this node in a fleet: host name and API port.
-func nodeName(httpAddr string) string {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "sluice"
-	}
-	_, port, _ := net.SplitHostPort(httpAddr)
-	return host + ":" + port
-}
-
-// memberData is what this node publishes about itself in each consumer
-// group it joins, so any node can list the fleet (GET /v1/fleet).
-func (a *App) memberData() []byte {
-	b, _ := json.Marshal(api.MemberData{Node: a.nodeID, API: a.httpAddr, Version: Version})
-	return b
-}
-
-// targets lists every registered handler with this node's runner of it.
-func (a *App) targets() []metrics.Target {
-	es := a.reg.List()
-	out := make([]metrics.Target, len(es))
-	for i, e := range es {
-		out[i] = metrics.Target{Spec: e.Spec, Paused: e.Paused, Runner: a.sup.runner(e.Spec.Name)}
-	}
-	return out
+	a.n.Version = Version
+	return a.n.Run(ctx)
 }

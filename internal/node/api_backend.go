@@ -1,4 +1,4 @@
-package sluice
+package node
 
 // api_backend.go is what the node serves through the API (api.Backend):
 // handlers and their state, publishing, topics, health, dead letters, the
@@ -16,24 +16,25 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/topics"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 )
 
-// The App serves the API.
-var _ api.Backend = (*App)(nil)
+// The Node serves the API.
+var _ api.Backend = (*Node)(nil)
 
-func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
+func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
 	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec, Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
 	st := &api.HandlerStatus{}
-	state, rs := a.handlerState(e.Spec, e.Paused)
+	state, rs := n.handlerState(e.Spec, e.Paused)
 	st.State = state
 	if rs != nil {
 		st.RunnerStatus = runnerStatus(*rs)
@@ -44,8 +45,8 @@ func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
 	if st.Partitions == nil {
 		st.Partitions = []api.PartitionStatus{}
 	}
-	st.Lag = a.lag(ctx, e.Spec)
-	if p, _, ok := a.sampler.Latest(e.Spec.Name); ok {
+	st.Lag = n.lag(ctx, e.Spec)
+	if p, _, ok := n.sampler.Latest(e.Spec.Name); ok {
 		st.OldestAgeSeconds = p.OldestAgeSeconds
 	}
 	h.Status = st
@@ -55,8 +56,8 @@ func (a *App) view(ctx context.Context, e registry.Entry) api.Handler {
 // handlerState is what this node says of a handler, for every view of it:
 // paused; unavailable (a Go handler not compiled into this node); starting
 // (no runner yet); or its runner's state, with the runner's status.
-func (a *App) handlerState(spec handlers.Spec, paused bool) (string, *consumers.Status) {
-	r := a.sup.runner(spec.Name)
+func (n *Node) handlerState(spec handlers.Spec, paused bool) (string, *consumers.Status) {
+	r := n.sup.runner(spec.Name)
 	switch {
 	case paused:
 		return "paused", nil
@@ -72,10 +73,10 @@ func (a *App) handlerState(spec handlers.Spec, paused bool) (string, *consumers.
 // lag is the group's backlog on the handler's topic over every partition,
 // whoever owns them (see topics.Client.GroupLag); -1 when the broker does
 // not answer.
-func (a *App) lag(ctx context.Context, spec handlers.Spec) int64 {
+func (n *Node) lag(ctx context.Context, spec handlers.Spec) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	parts, err := a.tc.GroupLag(ctx, spec.Group(), spec.Topic, spec.StartFrom == handlers.StartLatest)
+	parts, err := n.tc.GroupLag(ctx, spec.Group(), spec.Topic, spec.StartFrom == handlers.StartLatest)
 	if err != nil {
 		return -1
 	}
@@ -87,35 +88,35 @@ func (a *App) lag(ctx context.Context, spec handlers.Spec) int64 {
 }
 
 // ListHandlers implements api.Backend.
-func (a *App) ListHandlers(ctx context.Context) ([]api.Handler, error) {
-	if err := a.notReady(); err != nil {
+func (n *Node) ListHandlers(ctx context.Context) ([]api.Handler, error) {
+	if err := n.notReady(); err != nil {
 		return nil, err
 	}
-	es := a.reg.List()
+	es := n.reg.List()
 	out := make([]api.Handler, len(es))
 	for i, e := range es {
-		out[i] = a.view(ctx, e)
+		out[i] = n.view(ctx, e)
 	}
 	return out, nil
 }
 
 // GetHandler implements api.Backend.
-func (a *App) GetHandler(ctx context.Context, name string) (api.Handler, error) {
-	e, ok := a.reg.Get(name)
+func (n *Node) GetHandler(ctx context.Context, name string) (api.Handler, error) {
+	e, ok := n.reg.Get(name)
 	if !ok {
 		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
-	return a.view(ctx, e), nil
+	return n.view(ctx, e), nil
 }
 
 // ApplyHandler implements api.Backend.
-func (a *App) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler, bool, error) {
+func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler, bool, error) {
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return api.Handler{}, false, err
 	}
 	if spec.Go != nil {
-		g, ok := a.funcs[spec.Name]
+		g, ok := n.funcs[spec.Name]
 		if !ok {
 			return api.Handler{}, false, &handlers.FieldError{Field: "go",
 				Msg: fmt.Sprintf("no Go function named %q is compiled into this node", spec.Name)}
@@ -125,67 +126,67 @@ func (a *App) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler
 				Msg: fmt.Sprintf("the Go function %q takes one message at a time (it was registered with Handle, not HandleBatch)", spec.Name)}
 		}
 	}
-	if err := a.notReady(); err != nil {
+	if err := n.notReady(); err != nil {
 		return api.Handler{}, false, err
 	}
-	old, exists := a.reg.Get(spec.Name)
+	old, exists := n.reg.Get(spec.Name)
 	if exists && reflect.DeepEqual(old.Spec, spec) {
-		return a.view(ctx, old), false, nil
+		return n.view(ctx, old), false, nil
 	}
-	if err := a.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
+	if err := n.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
 		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
 	}
-	e, err := a.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
+	e, err := n.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
 	if err != nil {
 		return api.Handler{}, false, err
 	}
-	a.sup.reconcile(ctx)
-	return a.view(ctx, e), !exists, nil
+	n.sup.reconcile(ctx)
+	return n.view(ctx, e), !exists, nil
 }
 
 // DeleteHandler implements api.Backend.
-func (a *App) DeleteHandler(ctx context.Context, name string) error {
-	if err := a.notReady(); err != nil {
+func (n *Node) DeleteHandler(ctx context.Context, name string) error {
+	if err := n.notReady(); err != nil {
 		return err
 	}
-	if err := a.reg.Delete(ctx, name); err != nil {
+	if err := n.reg.Delete(ctx, name); err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			return fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 		}
 		return err
 	}
-	a.sup.reconcile(ctx)
+	n.sup.reconcile(ctx)
 	return nil
 }
 
 // SetPaused implements api.Backend. It returns once this node has stopped
 // (drained and committed) or restarted the handler; other nodes follow as
 // they read the registry.
-func (a *App) SetPaused(ctx context.Context, name string, paused bool) (api.Handler, error) {
-	if err := a.notReady(); err != nil {
+func (n *Node) SetPaused(ctx context.Context, name string, paused bool) (api.Handler, error) {
+	if err := n.notReady(); err != nil {
 		return api.Handler{}, err
 	}
-	e, ok := a.reg.Get(name)
+	e, ok := n.reg.Get(name)
 	if !ok {
 		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
 	if e.Paused != paused {
 		e.Paused = paused
 		var err error
-		if e, err = a.reg.Put(ctx, e); err != nil {
+		if e, err = n.reg.Put(ctx, e); err != nil {
 			return api.Handler{}, err
 		}
-		a.sup.reconcile(ctx)
+		n.sup.reconcile(ctx)
 	}
-	return a.view(ctx, e), nil
+	return n.view(ctx, e), nil
 }
 
 // Publish implements api.Backend.
-func (a *App) Publish(ctx context.Context, topic string, recs []api.Record) ([]api.Produced, error) {
+func (n *Node) Publish(ctx context.Context, topic string, recs []api.Record) ([]api.Produced, error) {
 	trecs := toRecords(recs)
-	ctx, span := a.tracePublish(ctx, topic, trecs)
+	ctx, span := n.tracePublish(ctx, topic, trecs)
 	defer span.End()
-	res, err := a.tc.Produce(ctx, topic, trecs)
+	res, err := n.tc.Produce(ctx, topic, trecs)
 	if err != nil {
 		span.RecordError(err)
 		return nil, asAPIError(err)
@@ -194,8 +195,8 @@ func (a *App) Publish(ctx context.Context, topic string, recs []api.Record) ([]a
 }
 
 // ListTopics implements api.Backend.
-func (a *App) ListTopics(ctx context.Context) ([]api.TopicInfo, error) {
-	ts, err := a.tc.List(ctx)
+func (n *Node) ListTopics(ctx context.Context) ([]api.TopicInfo, error) {
+	ts, err := n.tc.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -203,16 +204,16 @@ func (a *App) ListTopics(ctx context.Context) ([]api.TopicInfo, error) {
 }
 
 // CreateTopic implements api.Backend.
-func (a *App) CreateTopic(ctx context.Context, name string, partitions int) error {
-	return asAPIError(a.tc.Create(ctx, name, partitions, nil))
+func (n *Node) CreateTopic(ctx context.Context, name string, partitions int) error {
+	return asAPIError(n.tc.Create(ctx, name, partitions, nil))
 }
 
 // Ready implements api.Backend: the registry is loaded and the broker
 // answers.
-func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
+func (n *Node) Ready(ctx context.Context) (bool, map[string]string) {
 	checks := map[string]string{}
 	ok := true
-	if loaded, err := a.reg.Loaded(); !loaded {
+	if loaded, err := n.reg.Loaded(); !loaded {
 		ok = false
 		checks["registry"] = "loading"
 		if err != nil {
@@ -221,7 +222,7 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	} else {
 		checks["registry"] = "ok"
 	}
-	if loaded, _ := a.dlq.Loaded(); !loaded {
+	if loaded, _ := n.dlq.Loaded(); !loaded {
 		ok = false
 		checks["deadLetterStates"] = "loading"
 	} else {
@@ -229,7 +230,7 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := a.tc.Offsets(pctx, registry.Topic, 1); err != nil {
+	if _, err := n.tc.Offsets(pctx, registry.Topic, 1); err != nil {
 		ok = false
 		checks["broker"] = "unreachable: " + err.Error()
 	} else {
@@ -238,8 +239,8 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	return ok, checks
 }
 
-func (a *App) notReady() error {
-	if loaded, err := a.reg.Loaded(); !loaded {
+func (n *Node) notReady() error {
+	if loaded, err := n.reg.Loaded(); !loaded {
 		if err != nil {
 			return fmt.Errorf("%w: the node is not ready (registry loading: %v)", api.ErrUnavailable, err)
 		}
@@ -248,8 +249,8 @@ func (a *App) notReady() error {
 	return nil
 }
 
-func (a *App) deadLetterTopics(name string) (dlqTopic, replayTopic string, err error) {
-	e, ok := a.reg.Get(name)
+func (n *Node) deadLetterTopics(name string) (dlqTopic, replayTopic string, err error) {
+	e, ok := n.reg.Get(name)
 	if !ok {
 		return "", "", fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
@@ -257,12 +258,12 @@ func (a *App) deadLetterTopics(name string) (dlqTopic, replayTopic string, err e
 }
 
 // ListDeadLetters implements api.Backend.
-func (a *App) ListDeadLetters(ctx context.Context, name string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
-	topic, _, err := a.deadLetterTopics(name)
+func (n *Node) ListDeadLetters(ctx context.Context, name string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
+	topic, _, err := n.deadLetterTopics(name)
 	if err != nil {
 		return api.DeadLetterPage{}, err
 	}
-	p, err := a.dlq.List(ctx, name, topic, dlq.Filter(f))
+	p, err := n.dlq.List(ctx, name, topic, dlq.Filter(f))
 	if err != nil {
 		return api.DeadLetterPage{}, asAPIError(err)
 	}
@@ -270,12 +271,12 @@ func (a *App) ListDeadLetters(ctx context.Context, name string, f api.DeadLetter
 }
 
 // GetDeadLetter implements api.Backend.
-func (a *App) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLetter, error) {
-	topic, _, err := a.deadLetterTopics(name)
+func (n *Node) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLetter, error) {
+	topic, _, err := n.deadLetterTopics(name)
 	if err != nil {
 		return api.DeadLetter{}, err
 	}
-	e, err := a.dlq.Get(ctx, name, topic, id)
+	e, err := n.dlq.Get(ctx, name, topic, id)
 	if err != nil {
 		return api.DeadLetter{}, asAPIError(err)
 	}
@@ -283,36 +284,36 @@ func (a *App) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLette
 }
 
 // ReplayDeadLetters implements api.Backend.
-func (a *App) ReplayDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
-	topic, replay, err := a.deadLetterTopics(name)
+func (n *Node) ReplayDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
+	topic, replay, err := n.deadLetterTopics(name)
 	if err != nil {
 		return 0, err
 	}
-	if err := a.tc.Ensure(ctx, replay, 1, nil); err != nil {
+	if err := n.tc.Ensure(ctx, replay, 1, nil); err != nil {
 		return 0, err
 	}
-	n, err := a.dlq.Replay(ctx, name, topic, replay, dlq.Selection(sel))
-	return n, asAPIError(err)
+	count, err := n.dlq.Replay(ctx, name, topic, replay, dlq.Selection(sel))
+	return count, asAPIError(err)
 }
 
 // DiscardDeadLetters implements api.Backend.
-func (a *App) DiscardDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
-	topic, _, err := a.deadLetterTopics(name)
+func (n *Node) DiscardDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
+	topic, _, err := n.deadLetterTopics(name)
 	if err != nil {
 		return 0, err
 	}
-	n, err := a.dlq.Discard(ctx, name, topic, dlq.Selection(sel))
-	return n, asAPIError(err)
+	count, err := n.dlq.Discard(ctx, name, topic, dlq.Selection(sel))
+	return count, asAPIError(err)
 }
 
 // Overview implements api.Backend.
-func (a *App) Overview(ctx context.Context) api.Overview {
+func (n *Node) Overview(ctx context.Context) api.Overview {
 	out := api.Overview{
-		Node: api.NodeInfo{ID: a.nodeID, Brokers: a.brokers, Embedded: len(a.cfg.Brokers) == 0,
-			StartedAt: a.startedAt, Version: Version},
+		Node: api.NodeInfo{ID: n.nodeID, Brokers: n.brokers, Embedded: len(n.cfg.Brokers) == 0,
+			StartedAt: n.startedAt, Version: n.Version},
 		Handlers: []api.HandlerOverview{},
 	}
-	for _, t := range a.targets() {
+	for _, t := range n.targets() {
 		h := api.HandlerOverview{Name: t.Spec.Name, Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
 			ConcurrencyLimit: t.Spec.Concurrency.Max}
 		if t.Spec.HTTP != nil {
@@ -321,10 +322,10 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 			h.Invoker = "go"
 		}
 		var counts consumers.Status
-		a.sup.countersOf(t.Spec.Name).Fill(&counts)
+		n.sup.countersOf(t.Spec.Name).Fill(&counts)
 		h.DeadLettered, h.Succeeded, h.Failed = counts.DeadLettered, counts.Succeeded, counts.Failed
 		var st *consumers.Status
-		h.State, st = a.handlerState(t.Spec, t.Paused)
+		h.State, st = n.handlerState(t.Spec, t.Paused)
 		if st != nil {
 			h.StateSince = st.StateSince
 			h.ConcurrencyLimit, h.InFlight = st.Limit, st.InFlight
@@ -332,7 +333,7 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 				h.BreakerState = st.Breaker.State
 			}
 		}
-		if p, _, ok := a.sampler.Latest(t.Spec.Name); ok {
+		if p, _, ok := n.sampler.Latest(t.Spec.Name); ok {
 			h.RateIn, h.RateOut, h.ErrorRate = p.RateIn, p.RateOut, p.ErrorRate
 			h.P50Ms, h.P99Ms = p.P50Ms, p.P99Ms
 			h.Lag, h.OldestAgeSeconds = p.Lag, p.OldestAgeSeconds
@@ -343,27 +344,27 @@ func (a *App) Overview(ctx context.Context) api.Overview {
 }
 
 // Series implements api.Backend.
-func (a *App) Series(ctx context.Context, name string, d time.Duration) (api.Series, error) {
-	if _, ok := a.reg.Get(name); !ok {
+func (n *Node) Series(ctx context.Context, name string, d time.Duration) (api.Series, error) {
+	if _, ok := n.reg.Get(name); !ok {
 		return api.Series{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
-	return a.sampler.Series(name, d), nil
+	return n.sampler.Series(name, d), nil
 }
 
 // Partitions implements api.Backend: every partition of the handler's
 // topics across the fleet, with its owner from the group's assignment.
-func (a *App) Partitions(ctx context.Context, name string) (api.PartitionList, error) {
-	e, ok := a.reg.Get(name)
+func (n *Node) Partitions(ctx context.Context, name string) (api.PartitionList, error) {
+	e, ok := n.reg.Get(name)
 	if !ok {
 		return api.PartitionList{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
 	spec := e.Spec
-	owners, err := a.tc.Owners(ctx, spec.Group())
+	owners, err := n.tc.Owners(ctx, spec.Group())
 	if err != nil {
 		owners = nil // shown as unassigned; the offsets still help
 	}
 	pending := map[string]map[int]int{}
-	if r := a.sup.runner(name); r != nil {
+	if r := n.sup.runner(name); r != nil {
 		for _, p := range r.Status().Partitions {
 			if pending[p.Topic] == nil {
 				pending[p.Topic] = map[int]int{}
@@ -373,7 +374,7 @@ func (a *App) Partitions(ctx context.Context, name string) (api.PartitionList, e
 	}
 	out := api.PartitionList{Partitions: []api.PartitionInfo{}}
 	for _, topic := range spec.Topics() {
-		parts, err := a.tc.GroupLag(ctx, spec.Group(), topic, topic == spec.Topic && spec.StartFrom == handlers.StartLatest)
+		parts, err := n.tc.GroupLag(ctx, spec.Group(), topic, topic == spec.Topic && spec.StartFrom == handlers.StartLatest)
 		if errors.Is(err, topics.ErrUnknownTopic) {
 			continue
 		}
@@ -397,8 +398,8 @@ func (a *App) Partitions(ctx context.Context, name string) (api.PartitionList, e
 
 // tracePublish starts the producer span of a publish and puts its trace
 // context in every record that does not carry one already.
-func (a *App) tracePublish(ctx context.Context, topic string, recs []topics.Record) (context.Context, trace.Span) {
-	ctx, span := a.tel.Tracer.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer),
+func (n *Node) tracePublish(ctx context.Context, topic string, recs []topics.Record) (context.Context, trace.Span) {
+	ctx, span := n.tel.Tracer.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
 			attribute.String("messaging.operation.type", "send"),
@@ -406,7 +407,7 @@ func (a *App) tracePublish(ctx context.Context, topic string, recs []topics.Reco
 			attribute.Int("messaging.batch.message_count", len(recs)),
 		))
 	carrier := propagation.MapCarrier{}
-	a.tel.Propagator.Inject(ctx, carrier)
+	n.tel.Propagator.Inject(ctx, carrier)
 	for i := range recs {
 		if hasHeader(recs[i].Headers, "traceparent") {
 			continue
@@ -429,18 +430,18 @@ func hasHeader(hs []kafka.Header, key string) bool {
 
 // Fleet implements api.Backend: every member of every handler's consumer
 // group, grouped by the node it names in its member data, plus this node.
-func (a *App) Fleet(ctx context.Context) (api.Fleet, error) {
-	if err := a.notReady(); err != nil {
+func (n *Node) Fleet(ctx context.Context) (api.Fleet, error) {
+	if err := n.notReady(); err != nil {
 		return api.Fleet{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	out := api.Fleet{Node: a.nodeID, Nodes: []api.FleetNode{}, Groups: []api.FleetGroup{}}
-	nodes := map[string]*api.FleetNode{a.nodeID: {ID: a.nodeID, API: a.httpAddr, Version: Version, Handlers: []api.FleetHandler{}}}
-	for _, e := range a.reg.List() {
+	out := api.Fleet{Node: n.nodeID, Nodes: []api.FleetNode{}, Groups: []api.FleetGroup{}}
+	nodes := map[string]*api.FleetNode{n.nodeID: {ID: n.nodeID, API: n.httpAddr, Version: n.Version, Handlers: []api.FleetHandler{}}}
+	for _, e := range n.reg.List() {
 		group := e.Spec.Group()
 		fg := api.FleetGroup{Handler: e.Spec.Name, Group: group, State: "unknown"}
-		state, members, err := a.tc.GroupMembers(ctx, group)
+		state, members, err := n.tc.GroupMembers(ctx, group)
 		if err != nil {
 			fg.Error = err.Error()
 			out.Groups = append(out.Groups, fg)
@@ -453,12 +454,12 @@ func (a *App) Fleet(ctx context.Context) (api.Fleet, error) {
 			if json.Unmarshal(m.UserData, &md) != nil || md.Node == "" {
 				md.Node = m.ClientID // a member that is not a Sluice node
 			}
-			n, ok := nodes[md.Node]
+			fn, ok := nodes[md.Node]
 			if !ok {
-				n = &api.FleetNode{ID: md.Node, API: md.API, Version: md.Version, Handlers: []api.FleetHandler{}}
-				nodes[md.Node] = n
+				fn = &api.FleetNode{ID: md.Node, API: md.API, Version: md.Version, Handlers: []api.FleetHandler{}}
+				nodes[md.Node] = fn
 			}
-			n.Host = m.ClientHost
+			fn.Host = m.ClientHost
 			fh := api.FleetHandler{Name: e.Spec.Name, Partitions: []string{}}
 			topics := make([]string, 0, len(m.Assigned))
 			for t := range m.Assigned {
@@ -472,11 +473,11 @@ func (a *App) Fleet(ctx context.Context) (api.Fleet, error) {
 					fh.Partitions = append(fh.Partitions, t+"/"+strconv.Itoa(p))
 				}
 			}
-			n.Handlers = append(n.Handlers, fh)
+			fn.Handlers = append(fn.Handlers, fh)
 		}
 	}
-	for _, n := range nodes {
-		out.Nodes = append(out.Nodes, *n)
+	for _, fn := range nodes {
+		out.Nodes = append(out.Nodes, *fn)
 	}
 	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].ID < out.Nodes[j].ID })
 	return out, nil

@@ -1,0 +1,262 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/dashboard"
+	"github.com/sluicehq/sluice/dlq"
+	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/registry"
+	"github.com/sluicehq/sluice/retrytopics"
+	"github.com/sluicehq/sluice/topics"
+)
+
+// Node is one Sluice node: the embedded broker (when it runs one), the
+// state tables, the supervisor of the handlers' runners, telemetry and the
+// API. Package sluice is its public face.
+type Node struct {
+	// Version is the build's version, shown in the overview and the fleet.
+	Version string
+
+	cfg   Config
+	log   *slog.Logger
+	funcs map[string]goHandler
+
+	mu        sync.Mutex
+	started   bool
+	brokers   []string
+	tc        *topics.Client
+	reg       *registry.Registry
+	dlq       *dlq.Queue
+	httpAddr  string
+	ready     chan struct{}
+	sup       *supervisor
+	startedAt time.Time
+	nodeID    string
+	tel       *metrics.Telemetry
+	sampler   *metrics.Sampler
+	instr     *metrics.Instruments
+}
+
+type goHandler struct {
+	spec handlers.Spec
+	fn   handlers.Invoker // a handlers.Func or handlers.BatchFunc
+}
+
+// New returns a node for cfg (zero fields take their defaults). It
+// validates the configuration but starts nothing: Run does.
+func New(cfg Config, log *slog.Logger) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Node{cfg: cfg, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
+}
+
+// Register adds fn as the Go handler of spec before Run. spec must be
+// normalized and valid (package sluice checks it).
+func (n *Node) Register(spec handlers.Spec, fn handlers.Invoker) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started {
+		return errors.New("handle: the node is already running")
+	}
+	if _, dup := n.funcs[spec.Name]; dup {
+		return fmt.Errorf("handle: %q is registered twice", spec.Name)
+	}
+	n.funcs[spec.Name] = goHandler{spec: spec, fn: fn}
+	return nil
+}
+
+// Started is closed once the API listens and the node has started.
+func (n *Node) Started() <-chan struct{} { return n.ready }
+
+// HTTPAddr is the address the API listens on, once Started.
+func (n *Node) HTTPAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.httpAddr
+}
+
+// Brokers are the Kafka addresses the node uses (the embedded broker's when
+// it runs one), once Started.
+func (n *Node) Brokers() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.brokers
+}
+
+// Run starts the node and blocks until ctx is done; then it stops taking
+// API calls, drains every handler (in-flight invocations finish and their
+// offsets are committed), and closes the embedded broker last.
+func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	if n.started {
+		n.mu.Unlock()
+		return errors.New("run: the node is already running")
+	}
+	n.started = true
+	n.mu.Unlock()
+
+	brokers := n.cfg.Brokers
+	if len(brokers) == 0 {
+		b, err := broker.Start(broker.Config{
+			DataDir:    filepath.Join(n.cfg.DataDir, "broker"),
+			Addr:       n.cfg.KafkaAddr,
+			Partitions: n.cfg.Partitions,
+			Logger:     n.log,
+		})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokers = b.Addrs()
+		n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir)
+	}
+	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor})
+	if err != nil {
+		return err
+	}
+	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Logger: n.log})
+	dq := dlq.New(tc, brokers, n.log)
+
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http-addr %s: %w", n.cfg.HTTPAddr, err)
+	}
+	nodeID := nodeName(ln.Addr().String())
+	tel, err := metrics.Setup(ctx, nodeID)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("setting up telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	n.mu.Lock()
+	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, ln.Addr().String(), time.Now()
+	n.nodeID, n.tel = nodeID, tel
+	n.sup = newSupervisor(supervisorDeps{
+		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
+		kafka: consumers.KafkaConfig{
+			Brokers:          brokers,
+			Dialer:           &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true},
+			SessionTimeout:   n.cfg.SessionTimeout,
+			RebalanceTimeout: n.cfg.RebalanceTimeout(),
+			ClientID:         nodeID,
+			MemberData:       n.memberData(),
+			Logger:           n.log,
+		},
+		dead: dq, parker: retrytopics.New(tc),
+		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
+	})
+	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)
+	n.mu.Unlock()
+	instr, err := metrics.NewInstruments(tel, n.sampler, n.targets)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("creating instruments: %w", err)
+	}
+	n.instr = instr
+
+	srv := &http.Server{
+		Handler: api.NewServer(n, api.ServerConfig{
+			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
+			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("API server failed", "err", err)
+		}
+	}()
+	n.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
+
+	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReg()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = reg.Run(regCtx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = dq.Run(regCtx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.sampler.Run(regCtx)
+	}()
+	supDone := make(chan struct{})
+	go func() {
+		defer close(supDone)
+		n.sup.run(ctx)
+	}()
+	close(n.ready)
+
+	<-ctx.Done()
+	n.log.Info("stopping: draining handlers")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(shutCtx)
+	cancel()
+	<-supDone // every runner has drained and committed
+	stopReg()
+	wg.Wait()
+	n.log.Info("stopped")
+	return nil
+}
+
+// nodeName identifies this node in a fleet: host name and API port.
+func nodeName(httpAddr string) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "sluice"
+	}
+	_, port, _ := net.SplitHostPort(httpAddr)
+	return host + ":" + port
+}
+
+// memberData is what this node publishes about itself in each consumer
+// group it joins, so any node can list the fleet (GET /v1/fleet).
+func (n *Node) memberData() []byte {
+	b, _ := json.Marshal(api.MemberData{Node: n.nodeID, API: n.httpAddr, Version: n.Version})
+	return b
+}
+
+// targets lists every registered handler with this node's runner of it.
+func (n *Node) targets() []metrics.Target {
+	es := n.reg.List()
+	out := make([]metrics.Target, len(es))
+	for i, e := range es {
+		out[i] = metrics.Target{Spec: e.Spec, Paused: e.Paused, Runner: n.sup.runner(e.Spec.Name)}
+	}
+	return out
+}
