@@ -118,28 +118,11 @@ func (n *Node) Run(ctx context.Context) error {
 	n.started = true
 	n.mu.Unlock()
 
-	brokers := n.cfg.Brokers
-	if len(brokers) == 0 {
-		b, err := broker.Start(broker.Config{
-			DataDir:    filepath.Join(n.cfg.DataDir, "broker"),
-			Addr:       n.cfg.KafkaAddr,
-			Partitions: n.cfg.Partitions,
-			Logger:     n.log,
-		})
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		brokers = b.Addrs()
-		n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir)
-	}
-	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor})
+	brokers, closeBroker, err := n.startBroker()
 	if err != nil {
 		return err
 	}
-	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Logger: n.log})
-	dq := dlq.New(tc, brokers, n.log)
-
+	defer closeBroker()
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http-addr %s: %w", n.cfg.HTTPAddr, err)
@@ -155,66 +138,25 @@ func (n *Node) Run(ctx context.Context) error {
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}()
-	n.mu.Lock()
-	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, ln.Addr().String(), time.Now()
-	n.nodeID, n.tel = nodeID, tel
-	n.sup = newSupervisor(supervisorDeps{
-		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
-		kafka: consumers.KafkaConfig{
-			Brokers:          brokers,
-			Dialer:           &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true},
-			SessionTimeout:   n.cfg.SessionTimeout,
-			RebalanceTimeout: n.cfg.RebalanceTimeout(),
-			ClientID:         nodeID,
-			MemberData:       n.memberData(),
-			Logger:           n.log,
-		},
-		dead: dq, parker: retrytopics.New(tc),
-		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
-	})
-	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)
-	n.mu.Unlock()
-	instr, err := metrics.NewInstruments(tel, n.sampler, n.targets)
-	if err != nil {
+	if err := n.assemble(brokers, nodeID, ln.Addr().String(), tel); err != nil {
 		ln.Close()
-		return fmt.Errorf("creating instruments: %w", err)
+		return err
 	}
-	n.instr = instr
 
-	srv := &http.Server{
-		Handler: api.NewServer(n, api.ServerConfig{
-			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
-			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("API server failed", "err", err)
-		}
-	}()
-	n.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
-
-	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopReg()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = reg.Run(regCtx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = dq.Run(regCtx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		n.sampler.Run(regCtx)
-	}()
+	srv := n.serveAPI(ln, tel, &wg)
+	// The state tables and the sampler outlive the handlers' drain: the
+	// supervisor needs the registry until every runner has stopped.
+	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopParts()
+	for _, run := range []func(context.Context){
+		func(ctx context.Context) { _ = n.reg.Run(ctx) },
+		func(ctx context.Context) { _ = n.dlq.Run(ctx) },
+		n.sampler.Run,
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(partsCtx) }()
+	}
 	supDone := make(chan struct{})
 	go func() {
 		defer close(supDone)
@@ -227,11 +169,88 @@ func (n *Node) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Shutdown(shutCtx)
 	cancel()
-	<-supDone // every runner has drained and committed
-	stopReg()
+	<-supDone // every runner has drained, committed and left its group
+	stopParts()
 	wg.Wait()
 	n.log.Info("stopped")
 	return nil
+}
+
+// startBroker starts the embedded broker when no brokers are configured,
+// and returns the brokers to use and what closes them.
+func (n *Node) startBroker() ([]string, func(), error) {
+	if len(n.cfg.Brokers) > 0 {
+		return n.cfg.Brokers, func() {}, nil
+	}
+	b, err := broker.Start(broker.Config{
+		DataDir:    filepath.Join(n.cfg.DataDir, "broker"),
+		Addr:       n.cfg.KafkaAddr,
+		Partitions: n.cfg.Partitions,
+		Logger:     n.log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	brokers := b.Addrs()
+	n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir)
+	return brokers, b.Close, nil
+}
+
+// assemble builds the node's parts: the topics client, the registry and
+// dead-letter tables, the supervisor, the sampler and the instruments.
+func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.Telemetry) error {
+	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor})
+	if err != nil {
+		return err
+	}
+	dialer := &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true}
+	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Logger: n.log})
+	dq := dlq.New(tc, brokers, n.log)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, httpAddr, time.Now()
+	n.nodeID, n.tel = nodeID, tel
+	n.sup = newSupervisor(supervisorDeps{
+		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
+		kafka: consumers.KafkaConfig{
+			Brokers:          brokers,
+			Dialer:           dialer,
+			SessionTimeout:   n.cfg.SessionTimeout,
+			RebalanceTimeout: n.cfg.RebalanceTimeout(),
+			ClientID:         nodeID,
+			MemberData:       n.memberData(),
+			Logger:           n.log,
+		},
+		dead: dq, parker: retrytopics.New(tc),
+		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
+	})
+	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)
+	instr, err := metrics.NewInstruments(tel, n.sampler, n.targets)
+	if err != nil {
+		return fmt.Errorf("creating instruments: %w", err)
+	}
+	n.instr = instr
+	return nil
+}
+
+// serveAPI serves the API, metrics and dashboard on ln until Shutdown.
+func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGroup) *http.Server {
+	srv := &http.Server{
+		Handler: api.NewServer(n, api.ServerConfig{
+			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
+			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("API server failed", "err", err)
+		}
+	}()
+	n.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
+	return srv
 }
 
 // nodeName identifies this node in a fleet: host name and API port.
