@@ -1,4 +1,4 @@
-package dashboard_test
+package browsertest
 
 import (
 	"context"
@@ -365,7 +365,7 @@ func artifactsDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("SLUICE_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join("..", "artifacts", "dashboard")
+		dir = filepath.Join("..", "..", "artifacts", "dashboard")
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
