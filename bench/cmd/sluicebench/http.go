@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/client"
 	"github.com/sluicehq/sluice/handlers"
 )
 
@@ -117,13 +117,19 @@ func runHTTPNode(ctx context.Context, c consumeSpec, url string, batch bool) err
 		stopNode()
 		return <-done
 	}
-	if err := applyWhenReady(ctx, app, spec); err != nil {
+	// The handler is applied and deleted through the API, as a user does.
+	cl, err := client.New("http://" + app.HTTPAddr())
+	if err != nil {
+		stopNode()
+		return errors.Join(err, <-done)
+	}
+	if err := applyWhenReady(ctx, cl, spec); err != nil {
 		stopNode()
 		return errors.Join(err, <-done)
 	}
 	<-ctx.Done()
 	dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	err = app.DeleteHandler(dctx, spec.Name)
+	err = cl.DeleteHandler(dctx, spec.Name)
 	cancel()
 	if err != nil {
 		err = fmt.Errorf("deleting handler %s: %w", spec.Name, err)
@@ -133,10 +139,11 @@ func runHTTPNode(ctx context.Context, c consumeSpec, url string, batch bool) err
 }
 
 // applyWhenReady applies spec once the node has loaded its registry.
-func applyWhenReady(ctx context.Context, app *sluice.App, spec handlers.Spec) error {
+func applyWhenReady(ctx context.Context, cl *client.Client, spec handlers.Spec) error {
 	for {
-		_, _, err := app.ApplyHandler(ctx, spec)
-		if !errors.Is(err, api.ErrUnavailable) {
+		_, _, err := cl.ApplyHandler(ctx, spec)
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable {
 			if err != nil {
 				return fmt.Errorf("applying handler %s: %w", spec.Name, err)
 			}
