@@ -408,10 +408,8 @@ func TestFleetSharesPartitionsAndSurvivesKill9(t *testing.T) {
 	}, "node B to drop the deleted handler")
 	before := ep.requests.Load()
 	cli(t, a.httpAddr, lines("three-", 0, 100, false), "publish", "fleet-topic")
-	time.Sleep(2 * time.Second) // nothing to poll for: the absence of deliveries
-	if got := ep.requests.Load(); got != before {
-		t.Fatalf("%d deliveries after the handler was deleted", got-before)
-	}
+	testkit.Consistently(t, 2*time.Second, func() bool { return ep.requests.Load() == before },
+		"no delivery after the handler was deleted")
 	_ = nodeB
 
 }

@@ -68,6 +68,25 @@ func Fill(tb testing.TB, c *topics.Client, topic string, n int, key, value func(
 	}
 }
 
+// Consistently checks cond every 20ms for d and fails the test with msg
+// the first time it does not hold. It is how a test shows that something
+// does not happen (a paused handler stays silent): there is no event to
+// wait for, so the claim is checked throughout the window, not once at its
+// end.
+func Consistently(tb testing.TB, d time.Duration, cond func() bool, msg string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if !cond() {
+			tb.Fatalf("no longer holds after %s of %s: %s", d-time.Until(deadline), d, fmt.Sprintf(msg, args...))
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Eventually polls cond every 20ms until it holds or timeout passes, then
 // fails the test with msg.
 func Eventually(tb testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
