@@ -29,7 +29,7 @@ func TestOptionsCompose(t *testing.T) {
 	if !reflect.DeepEqual(b.cfg.Brokers, []string{"y:2"}) {
 		t.Fatalf("a later option must win: %v", b.cfg.Brokers)
 	}
-	if got, want := a.cfg.RebalanceTimeout(), 3*time.Second+5*time.Second+DefaultConfig().FinalCommitTimeout+5*time.Second; got != want {
+	if got, want := a.cfg.RebalanceTimeout(), 3*time.Second+DefaultConfig().DrainGrace+DefaultConfig().FinalCommitTimeout+5*time.Second; got != want {
 		t.Fatalf("rebalance timeout %s, want %s (drain + grace + final commit + margin)", got, want)
 	}
 }
@@ -43,6 +43,7 @@ func TestConfigRejectsBadTimeouts(t *testing.T) {
 		{Config{DrainTimeout: 10 * time.Minute}, "drain-timeout"},
 		{Config{FinalCommitTimeout: 500 * time.Millisecond}, "final-commit-timeout"},
 		{Config{FinalCommitTimeout: 2 * time.Minute}, "final-commit-timeout"},
+		{Config{DrainGrace: 2 * time.Minute}, "drain-grace"},
 	} {
 		_, err := New(WithConfig(c.cfg))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

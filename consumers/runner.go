@@ -34,6 +34,10 @@ type Options struct {
 	// StallAfter is how long a handler may go without an assignment before
 	// its status says "stalled" rather than "rejoining". Default 90s.
 	StallAfter time.Duration
+	// DrainGrace is how long invocations get to return after the drain
+	// timeout cancelled them, before the partitions are released anyway.
+	// Default 5s.
+	DrainGrace time.Duration
 	// FinalCommitTimeout bounds the commit that ends an assignment. Default
 	// 10s.
 	FinalCommitTimeout time.Duration
@@ -68,6 +72,7 @@ type Hooks struct {
 const (
 	DefaultCommitInterval     = time.Second
 	DefaultDrainTimeout       = 20 * time.Second
+	DefaultDrainGrace         = 5 * time.Second
 	DefaultFinalCommitTimeout = 10 * time.Second
 	DefaultSessionTimeout     = 10 * time.Second
 )
@@ -84,6 +89,9 @@ func (o Options) withDefaults(concurrency int) Options {
 	}
 	if o.StallAfter <= 0 {
 		o.StallAfter = 90 * time.Second
+	}
+	if o.DrainGrace <= 0 {
+		o.DrainGrace = DefaultDrainGrace
 	}
 	if o.FinalCommitTimeout <= 0 {
 		o.FinalCommitTimeout = DefaultFinalCommitTimeout

@@ -109,7 +109,7 @@ loop:
 		cancelWork()
 		select {
 		case <-drained:
-		case <-time.After(5 * time.Second):
+		case <-time.After(r.opts.DrainGrace):
 			// A handler that ignores its context cannot hold the
 			// partitions hostage: commit what finished and let go. Its
 			// messages are unfinished, so they are redelivered.

@@ -58,6 +58,7 @@ they share each handler's partitions.`,
 	f.DurationVar(&cfg.SessionTimeout, "session-timeout", d.SessionTimeout, "how long a silent node keeps its partitions")
 	f.DurationVar(&cfg.CommitInterval, "commit-interval", d.CommitInterval, "how often finished offsets are committed")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "how long to wait for in-flight invocations on rebalance or stop")
+	f.DurationVar(&cfg.DrainGrace, "drain-grace", d.DrainGrace, "after the drain timeout, how long cancelled invocations get to return before the partitions are released")
 	f.DurationVar(&cfg.FinalCommitTimeout, "final-commit-timeout", d.FinalCommitTimeout, "how long the commit that ends an assignment may retry")
 	f.Int64Var(&cfg.MaxPublishBytes, "max-publish-bytes", d.MaxPublishBytes, "largest publish request body accepted")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

@@ -42,6 +42,9 @@ type Config struct {
 	// DrainTimeout bounds how long a node waits for in-flight invocations
 	// when partitions are revoked or it stops. Default 20s.
 	DrainTimeout time.Duration `yaml:"drainTimeout"`
+	// DrainGrace is how long cancelled invocations get to return after the
+	// drain timeout, before the partitions are released anyway. Default 5s.
+	DrainGrace time.Duration `yaml:"drainGrace"`
 	// FinalCommitTimeout bounds the commit that ends an assignment (after
 	// the drain). Default 10s.
 	FinalCommitTimeout time.Duration `yaml:"finalCommitTimeout"`
@@ -64,6 +67,7 @@ func DefaultConfig() Config {
 		SessionTimeout:     consumers.DefaultSessionTimeout,
 		CommitInterval:     consumers.DefaultCommitInterval,
 		DrainTimeout:       consumers.DefaultDrainTimeout,
+		DrainGrace:         consumers.DefaultDrainGrace,
 		FinalCommitTimeout: consumers.DefaultFinalCommitTimeout,
 		MaxPublishBytes:    api.DefaultMaxPublishBytes,
 		SampleInterval:     metrics.DefaultSampleInterval,
@@ -123,6 +127,9 @@ func (c Config) Validate() error {
 	if c.DrainTimeout < time.Second || c.DrainTimeout > 5*time.Minute {
 		return fmt.Errorf("drain-timeout: must be between 1s and 5m, got %s", c.DrainTimeout)
 	}
+	if c.DrainGrace < time.Second || c.DrainGrace > time.Minute {
+		return fmt.Errorf("drain-grace: must be between 1s and 1m, got %s", c.DrainGrace)
+	}
 	if c.FinalCommitTimeout < time.Second || c.FinalCommitTimeout > time.Minute {
 		return fmt.Errorf("final-commit-timeout: must be between 1s and 1m, got %s", c.FinalCommitTimeout)
 	}
@@ -137,9 +144,9 @@ func (c Config) Validate() error {
 
 // RebalanceTimeout is how long the group waits for members to drain and
 // rejoin in a rebalance: the drain, the grace for handlers that ignore
-// cancellation (5s), the final commit, and a 5s margin.
+// cancellation, the final commit, and a 5s margin.
 func (c Config) RebalanceTimeout() time.Duration {
-	return c.DrainTimeout + 5*time.Second + c.FinalCommitTimeout + 5*time.Second
+	return c.DrainTimeout + c.DrainGrace + c.FinalCommitTimeout + 5*time.Second
 }
 
 // StallAfter is how long a handler's group may go without forming before

@@ -39,14 +39,15 @@ type supervisor struct {
 
 	mu      sync.Mutex // serializes reconcile and stopAll; guards goDone
 	mapMu   sync.Mutex // guards runners, held briefly
-	runners map[string]*running
+	runners map[string]*runnerHandle
 	goDone  bool
 	// counters outlive runners, so a handler's counts keep growing across
 	// restarts, pauses and spec changes on this node.
 	counters map[string]*consumers.Counters
 }
 
-type running struct {
+// runnerHandle is a runner this node runs, and how to stop it.
+type runnerHandle struct {
 	spec   handlers.Spec
 	runner *consumers.Runner
 	cancel context.CancelFunc
@@ -54,7 +55,7 @@ type running struct {
 }
 
 func newSupervisor(d supervisorDeps) *supervisor {
-	return &supervisor{d: d, runners: make(map[string]*running), counters: make(map[string]*consumers.Counters)}
+	return &supervisor{d: d, runners: make(map[string]*runnerHandle), counters: make(map[string]*consumers.Counters)}
 }
 
 func (s *supervisor) run(ctx context.Context) {
@@ -120,7 +121,7 @@ func (s *supervisor) reconcile(ctx context.Context) {
 		}
 		want[e.Spec.Name] = e.Spec
 	}
-	var stopping []*running
+	var stopping []*runnerHandle
 	s.mapMu.Lock()
 	for name, rn := range s.runners {
 		if spec, ok := want[name]; !ok || !reflect.DeepEqual(spec, rn.spec) {
@@ -151,7 +152,7 @@ func (s *supervisor) invokable(spec handlers.Spec) bool {
 	return spec.HTTP != nil
 }
 
-func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
+func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandle {
 	var inv handlers.Invoker
 	var closeInv func()
 	if spec.Go != nil {
@@ -172,6 +173,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 	r := consumers.NewRunner(spec, inv, src, consumers.Options{
 		CommitInterval:     s.d.cfg.CommitInterval,
 		DrainTimeout:       s.d.cfg.DrainTimeout,
+		DrainGrace:         s.d.cfg.DrainGrace,
 		FinalCommitTimeout: s.d.cfg.FinalCommitTimeout,
 		StallAfter:         s.d.cfg.StallAfter(),
 		DeadLetter:         s.d.dead,
@@ -181,7 +183,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 		Logger:             s.d.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rn := &running{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
+	rn := &runnerHandle{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rn.done)
 		if closeInv != nil {
@@ -216,7 +218,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *running {
 	return rn
 }
 
-func stopRunners(rs []*running) {
+func stopRunners(rs []*runnerHandle) {
 	for _, rn := range rs {
 		rn.cancel()
 	}
@@ -229,7 +231,7 @@ func (s *supervisor) stopAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mapMu.Lock()
-	rs := make([]*running, 0, len(s.runners))
+	rs := make([]*runnerHandle, 0, len(s.runners))
 	for name, rn := range s.runners {
 		rs = append(rs, rn)
 		delete(s.runners, name)
