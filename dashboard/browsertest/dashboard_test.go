@@ -22,8 +22,10 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dashboard"
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/internal/testkit"
@@ -234,6 +236,44 @@ func TestDashboardInBrowser(t *testing.T) {
 	// Until here no request failed and no script threw.
 	b.checkNoPageErrors(t)
 
+	t.Run("a group that re-forms shows rejoining and for how long", func(t *testing.T) {
+		// A member that will fall silent (kafka-go's own consumer group,
+		// whose generation never ends) joins the handler's group; then a
+		// second node joins, and the rebalance waits for the silent member
+		// until its 12s session ends. Meanwhile this node's handler is
+		// rejoining, and the overview says so, with the time.
+		reform := newEndpoint(t)
+		n.apply(t, fmt.Sprintf(`{"name":"reform","topic":"reform","http":{"url":%q}}`, reform.URL))
+		b.viewport(t, 1280)
+		b.open(t, "/")
+		b.waitFor(t, 30*time.Second, b.stateIs("state-reform", "running"), "reform running")
+		release := silentMember(t, n.brokers, "sluice.reform", "reform", 12*time.Second)
+		defer close(release)
+		// The silent member is in the group once it owns partitions.
+		testkit.Eventually(t, 30*time.Second, func() bool {
+			_, body, err := n.do("GET", "/v1/fleet", "")
+			var f api.Fleet
+			if err != nil || json.Unmarshal(body, &f) != nil {
+				return false
+			}
+			for _, fn := range f.Nodes {
+				for _, h := range fn.Handlers {
+					if h.Name == "reform" && strings.Contains(fn.ID, "kafka-go") && len(h.Partitions) > 0 {
+						return true
+					}
+				}
+			}
+			return false
+		}, "the member that will fall silent to own partitions of reform")
+		b.waitFor(t, 30*time.Second, b.stateIs("state-reform", "running"), "reform running beside it")
+		startNode(t, sluice.WithBrokers(n.brokers...))
+		b.waitFor(t, 20*time.Second, b.stateIs("state-reform", "rejoining"), "the overview to show reform rejoining")
+		b.waitFor(t, 10*time.Second, `/^rejoining · [0-9]+s$/.test(document.querySelector('[data-testid="state-reform"]').textContent.trim())`,
+			"the rejoining badge to say for how long")
+		b.shot(t, filepath.Join(artifactsDir(t), "rejoining-1280.png"))
+		b.waitFor(t, 60*time.Second, b.stateIs("state-reform", "running"), "reform running again once the silent member's session ended")
+	})
+
 	t.Run("an unreachable node is reported", func(t *testing.T) {
 		b.viewport(t, 1280)
 		b.open(t, "/")
@@ -380,16 +420,17 @@ func artifactsDir(t *testing.T) string {
 // ---------------------------------------------------------------- node
 
 type node struct {
-	base string
+	base    string
+	brokers []string
 	// stop stops the node and waits for it; safe to call twice.
 	stop func()
 }
 
-func startNode(t *testing.T) *node {
+func startNode(t *testing.T, opts ...sluice.Option) *node {
 	t.Helper()
-	app, err := sluice.New(sluice.WithDataDir(t.TempDir()), sluice.WithKafkaAddr("127.0.0.1:0"),
+	app, err := sluice.New(append([]sluice.Option{sluice.WithDataDir(t.TempDir()), sluice.WithKafkaAddr("127.0.0.1:0"),
 		sluice.WithHTTPAddr("127.0.0.1:0"), sluice.WithLogger(testkit.Logger()),
-		sluice.WithSampleInterval(500*time.Millisecond))
+		sluice.WithSampleInterval(500 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +454,7 @@ func startNode(t *testing.T) *node {
 	case err := <-done:
 		t.Fatalf("node exited: %v", err)
 	}
-	n := &node{base: "http://" + app.HTTPAddr(), stop: stop}
+	n := &node{base: "http://" + app.HTTPAddr(), brokers: app.Brokers(), stop: stop}
 	testkit.Eventually(t, 20*time.Second, func() bool {
 		resp, err := http.Get(n.base + "/readyz")
 		if err != nil {
@@ -849,4 +890,31 @@ func (b *browser) numIs(testid string, v float64) string {
 
 func (b *browser) stateIs(testid, state string) string {
 	return fmt.Sprintf(`document.querySelector('[data-testid="%s"]')?.dataset.state === %q`, testid, state)
+}
+
+// silentMember joins group with kafka-go's ConsumerGroup (a third-party
+// member) and, from its first generation on, never lets the generation
+// end: after the next rebalance it neither rejoins nor leaves nor
+// heartbeats, like a process that died. Closing the returned channel
+// releases it.
+func silentMember(t *testing.T, brokers []string, group, topic string, session time.Duration) chan struct{} {
+	t.Helper()
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: group, Brokers: brokers, Topics: []string{topic}, SessionTimeout: session,
+		RebalanceTimeout: 30 * time.Second, HeartbeatInterval: 300 * time.Millisecond,
+		GroupBalancers: []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	go func() {
+		gen, err := cg.Next(context.Background())
+		if err != nil {
+			return
+		}
+		gen.Start(func(context.Context) { <-release })
+	}()
+	t.Cleanup(func() { go cg.Close() })
+	return release
 }
