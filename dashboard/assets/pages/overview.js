@@ -122,7 +122,9 @@ export function overviewPage(main, signal) {
   function drawSummary(o) {
     const sum = (k) => o.handlers.reduce((a, x) => a + (x[k] || 0), 0);
     const count = (st) => o.handlers.filter((x) => x.state === st).length;
-    const problems = o.handlers.length - count("running") - count("paused");
+    // Starting and rejoining are a group forming, which is normal for a few
+    // seconds; stalled, error, breaker-open and unavailable need someone.
+    const problems = o.handlers.length - count("running") - count("paused") - count("starting") - count("rejoining");
     const stat = (label, value, testid, cls) =>
       h("div", { class: `stat ${cls || ""}` }, h("span", { class: "label" }, label), h("b", { "data-testid": testid }, value));
     summary.replaceChildren(
