@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/handlers"
@@ -20,8 +21,10 @@ type batcher struct {
 	size   int
 	window time.Duration
 	in     chan *batchItem
-	stop   chan struct{}
-	done   chan struct{}
+
+	mu   sync.Mutex // guards stop and done, one pair per session
+	stop chan struct{}
+	done chan struct{}
 }
 
 // batchItem is one message waiting in a batch, and where its outcome goes.
@@ -34,17 +37,25 @@ func newBatcher(r *Runner, inv handlers.BatchInvoker, spec *handlers.BatchSpec) 
 	return &batcher{r: r, inv: inv, size: spec.Size, window: spec.Window.D(), in: make(chan *batchItem)}
 }
 
-// start runs the gathering loop for one session; close stops it once no
-// invocation is waiting any more.
+// start runs the gathering loop for one session, until close or until
+// ctx (the session's invocations) ends: a session whose drain gave up on
+// hung invocations does not close it, and its loop must not gather the next
+// session's messages into batches flushed with a cancelled context. Each
+// loop keeps its own stop and done channels.
 func (b *batcher) start(ctx context.Context) {
-	b.stop, b.done = make(chan struct{}), make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
+	b.mu.Lock()
+	b.stop, b.done = stop, done
+	b.mu.Unlock()
 	go func() {
-		defer close(b.done)
+		defer close(done)
 		for {
 			var first *batchItem
 			select {
 			case first = <-b.in:
-			case <-b.stop:
+			case <-stop:
+				return
+			case <-ctx.Done():
 				return
 			}
 			batch := []*batchItem{first}
@@ -56,7 +67,9 @@ func (b *batcher) start(ctx context.Context) {
 					batch = append(batch, p)
 				case <-t.C:
 					break fill
-				case <-b.stop:
+				case <-stop:
+					break fill
+				case <-ctx.Done():
 					break fill
 				}
 			}
@@ -67,8 +80,11 @@ func (b *batcher) start(ctx context.Context) {
 }
 
 func (b *batcher) close() {
-	close(b.stop)
-	<-b.done
+	b.mu.Lock()
+	stop, done := b.stop, b.done
+	b.mu.Unlock()
+	close(stop)
+	<-done
 }
 
 // invoke submits m and waits for its own outcome.

@@ -77,14 +77,18 @@ func (g *gate) acquire(ctx context.Context, n int64) bool {
 		select {
 		case <-ch:
 			if g.tryAcquire(n) {
+				// A release can make room for more than one (a large
+				// message's bytes, a raised limit): the wake goes on while
+				// there is room, and stops where there is none.
+				if g.room() && g.waiters.Load() > 0 {
+					g.wakeOne()
+				}
 				return true
 			}
-			// Someone else took the room this wake was for. If there is
-			// room after all (it was taken and given back in between),
-			// pass the wake on rather than leave it unused.
-			if g.room() {
-				g.wakeOne()
-			}
+			// Someone else took the room this wake was for (or there are
+			// not enough bytes yet); wait for the next release. The wake
+			// is not passed on: a waiter that does not fit would wake
+			// another that does not fit, and so on.
 		case <-ctx.Done():
 			g.leave(ch)
 			return false
@@ -110,7 +114,10 @@ func (g *gate) leave(ch chan struct{}) {
 	}
 }
 
-func (g *gate) room() bool { return g.inflight.Load() < g.limit.Load() }
+// room reports whether one more message of any size could pass now.
+func (g *gate) room() bool {
+	return g.inflight.Load() < g.limit.Load() && g.bytes.Load() < g.maxBytes
+}
 
 // release returns room for one message of n bytes and wakes one waiter.
 func (g *gate) release(n int64) {

@@ -75,9 +75,10 @@ type member struct {
 	genID    int
 	synced   bool        // memberID has been in a generation
 	gen      *generation // the running generation; nil between them
-	// joinCancel ends the JoinGroup under way, if any: the heartbeat calls
-	// it when the coordinator no longer knows this member.
+	// joinCancel ends the JoinGroup under way (sent as joinID), if any: the
+	// heartbeat calls it when the coordinator no longer knows that member.
 	joinCancel context.CancelFunc
+	joinID     string
 }
 
 // generation is one assignment of this member.
@@ -242,7 +243,7 @@ func (m *member) heartbeat(ctx context.Context) {
 			}
 			m.forget(id)
 			m.mu.Lock()
-			if m.joinCancel != nil {
+			if m.joinCancel != nil && m.joinID == id {
 				m.joinCancel() // the join waits for nothing now: rejoin afresh
 			}
 			m.mu.Unlock()
@@ -282,7 +283,7 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 		// restarts that wait on brokers that time it from the last one.
 		jctx, cancel := context.WithTimeout(ctx, m.cfg.StallAfter)
 		m.mu.Lock()
-		m.joinCancel = cancel
+		m.joinCancel, m.joinID = cancel, id
 		m.mu.Unlock()
 		resp, err := req.RequestWith(jctx, m.joinc)
 		m.mu.Lock()
@@ -312,8 +313,11 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 			// rejoins as the same member instead of adding another.
 			return nil, fmt.Errorf("joining group %s: %w", m.group, err)
 		}
+		// Heartbeat the new generation from now on: the leader's
+		// assignment and the offset fetch take time, and heartbeats of the
+		// old one would not keep the session alive meanwhile.
 		m.mu.Lock()
-		m.memberID = resp.MemberID
+		m.memberID, m.genID, m.synced = resp.MemberID, int(resp.Generation), true
 		m.mu.Unlock()
 
 		g := &generation{id: int(resp.Generation), memberID: resp.MemberID, leader: resp.LeaderID == resp.MemberID}

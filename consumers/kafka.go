@@ -194,6 +194,13 @@ func (s *KafkaSource) Consume(ctx context.Context, session func(Session), report
 			// generation.
 			log.Warn("resolving start offsets failed; rejoining", "err", err)
 			report(err)
+			failures++
+			if !sleepCtx(ctx, min(time.Duration(failures)*200*time.Millisecond, 2*time.Second)) {
+				revoke()
+				<-watchDone
+				m.setGeneration(nil)
+				return nil
+			}
 		} else {
 			session(ks)
 		}

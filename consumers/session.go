@@ -95,12 +95,16 @@ loop:
 	}
 
 	// The assignment is over: stop fetching, let in-flight work finish,
-	// commit, and only then release the partitions.
-	fetchers.Wait()
+	// commit, and only then release the partitions. The drain timeout
+	// covers the fetch loops too: one may be inside an inline invocation.
 	ss.draining.Store(true)
 	close(ss.drainCh)
 	drained := make(chan struct{})
-	go func() { ss.invoking.Wait(); close(drained) }()
+	go func() {
+		fetchers.Wait() // every worker a fetch loop started is counted before invoking.Wait
+		ss.invoking.Wait()
+		close(drained)
+	}()
 	select {
 	case <-drained:
 	case <-time.After(r.opts.DrainTimeout):
