@@ -99,7 +99,6 @@ type KafkaSource struct {
 	topics    []string
 	group     string
 	startFrom int64
-	client    *kafka.Client
 }
 
 // NewKafkaSource returns a source for topics consumed by group. The first
@@ -118,15 +117,7 @@ func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom in
 	if startFrom != FirstOffset && startFrom != LastOffset {
 		return nil, fmt.Errorf("kafka source: startFrom must be FirstOffset or LastOffset, got %d", startFrom)
 	}
-	cfg = cfg.withDefaults()
-	var tr kafka.RoundTripper = kafka.DefaultTransport
-	if cfg.Dialer != nil {
-		tr = &kafka.Transport{Dial: cfg.Dialer.DialFunc, ClientID: cfg.Dialer.ClientID}
-	}
-	return &KafkaSource{
-		cfg: cfg, topics: topics, group: group, startFrom: startFrom,
-		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: 10 * time.Second},
-	}, nil
+	return &KafkaSource{cfg: cfg.withDefaults(), topics: topics, group: group, startFrom: startFrom}, nil
 }
 
 // Consume implements Source. It joins the group, runs session for each
@@ -251,7 +242,7 @@ func (k *kafkaSession) resolve() error {
 	topic := k.src.topics[0]
 	ctx, cancel := context.WithTimeout(k.ctx, 10*time.Second)
 	defer cancel()
-	resp, err := k.src.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: pin}})
+	resp, err := k.m.ctl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: pin}})
 	if err != nil {
 		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}

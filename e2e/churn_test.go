@@ -159,7 +159,7 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 		defer close(pubDone)
 		for sent := 0; sent < total; {
 			n := min(100, total-sent)
-			if code := publishTo(a.httpAddr, topic, "churn-", sent, n); code == 200 {
+			if code := publishTo(a.httpAddr, topic, "churn-", sent, n, 1000); code == 200 {
 				sent += n
 				acked.Store(int64(sent))
 			}
@@ -325,16 +325,17 @@ func seq(n int) []int {
 	return out
 }
 
-// publishTo publishes values prefix+from .. prefix+(from+n-1), keyed, to
-// topic through server's API, and returns the status (0 when it is down).
-func publishTo(server, topic, prefix string, from, n int) int {
+// publishTo publishes values prefix+from .. prefix+(from+n-1), over keys
+// keys, to topic through server's API, and returns the status (0 when it
+// is down).
+func publishTo(server, topic, prefix string, from, n, keys int) int {
 	var b strings.Builder
 	b.WriteString(`{"messages":[`)
 	for i := from; i < from+n; i++ {
 		if i > from {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, `{"key":"k%d","value":"%s%d"}`, i%1000, prefix, i)
+		fmt.Fprintf(&b, `{"key":"k%d","value":"%s%d"}`, i%keys, prefix, i)
 	}
 	b.WriteString(`]}`)
 	resp, err := http.Post("http://"+server+"/v1/topics/"+topic+"/messages", "application/json", strings.NewReader(b.String()))

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,22 +114,8 @@ func TestSoakChaos(t *testing.T) {
 	}
 }
 
-// publishBatch publishes values soak-from..soak-from+n-1 through server's
-// API and returns the status (0 when the node is down).
+// publishBatch publishes values soak-from..soak-from+n-1, over 500 keys,
+// through server's API and returns the status (0 when the node is down).
 func publishBatch(server string, from, n int) int {
-	var b strings.Builder
-	b.WriteString(`{"messages":[`)
-	for i := from; i < from+n; i++ {
-		if i > from {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"key":"k%d","value":"soak-%d"}`, i%500, i)
-	}
-	b.WriteString(`]}`)
-	resp, err := http.Post("http://"+server+"/v1/topics/soak-topic/messages", "application/json", strings.NewReader(b.String()))
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return publishTo(server, "soak-topic", "soak-", from, n, 500)
 }

@@ -423,23 +423,18 @@ func (c *Client) Read(ctx context.Context, topic string, partition int, from, to
 // Owners maps each topic/partition assigned in group to the client id of
 // the member that owns it.
 func (c *Client) Owners(ctx context.Context, group string) (map[string]map[int]string, error) {
-	resp, err := c.kc.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	_, members, err := c.GroupMembers(ctx, group)
 	if err != nil {
-		return nil, fmt.Errorf("describing group %s: %w", group, err)
+		return nil, err
 	}
 	out := map[string]map[int]string{}
-	for _, g := range resp.Groups {
-		if g.Error != nil {
-			return nil, fmt.Errorf("describing group %s: %w", group, g.Error)
-		}
-		for _, m := range g.Members {
-			for _, t := range m.MemberAssignments.Topics {
-				if out[t.Topic] == nil {
-					out[t.Topic] = map[int]string{}
-				}
-				for _, p := range t.Partitions {
-					out[t.Topic][p] = m.ClientID
-				}
+	for _, m := range members {
+		for topic, ps := range m.Assigned {
+			if out[topic] == nil {
+				out[topic] = map[int]string{}
+			}
+			for _, p := range ps {
+				out[topic][p] = m.ClientID
 			}
 		}
 	}

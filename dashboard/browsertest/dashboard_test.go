@@ -22,7 +22,6 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/api"
@@ -247,8 +246,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.viewport(t, 1280)
 		b.open(t, "/")
 		b.waitFor(t, 30*time.Second, b.stateIs("state-reform", "running"), "reform running")
-		release := silentMember(t, n.brokers, "sluice.reform", "reform", 12*time.Second)
-		defer close(release)
+		release := testkit.SilentMember(t, n.brokers, "sluice.reform", "reform", 12*time.Second)
+		defer release()
 		// The silent member is in the group once it owns partitions.
 		testkit.Eventually(t, 30*time.Second, func() bool {
 			_, body, err := n.do("GET", "/v1/fleet", "")
@@ -890,31 +889,4 @@ func (b *browser) numIs(testid string, v float64) string {
 
 func (b *browser) stateIs(testid, state string) string {
 	return fmt.Sprintf(`document.querySelector('[data-testid="%s"]')?.dataset.state === %q`, testid, state)
-}
-
-// silentMember joins group with kafka-go's ConsumerGroup (a third-party
-// member) and, from its first generation on, never lets the generation
-// end: after the next rebalance it neither rejoins nor leaves nor
-// heartbeats, like a process that died. Closing the returned channel
-// releases it.
-func silentMember(t *testing.T, brokers []string, group, topic string, session time.Duration) chan struct{} {
-	t.Helper()
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: group, Brokers: brokers, Topics: []string{topic}, SessionTimeout: session,
-		RebalanceTimeout: 30 * time.Second, HeartbeatInterval: 300 * time.Millisecond,
-		GroupBalancers: []kafka.GroupBalancer{kafka.RangeGroupBalancer{}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	go func() {
-		gen, err := cg.Next(context.Background())
-		if err != nil {
-			return
-		}
-		gen.Start(func(context.Context) { <-release })
-	}()
-	t.Cleanup(func() { go cg.Close() })
-	return release
 }
