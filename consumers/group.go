@@ -285,6 +285,7 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 		m.mu.Lock()
 		m.joinCancel, m.joinID = cancel, id
 		m.mu.Unlock()
+		sent := time.Now()
 		resp, err := req.RequestWith(jctx, m.joinc)
 		m.mu.Lock()
 		m.joinCancel = nil
@@ -292,6 +293,9 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 		cancel()
 		if err == nil {
 			err = asKafkaError(resp.ErrorCode)
+		}
+		if err != nil && !errors.Is(err, kafka.MemberIDRequired) {
+			m.log.Info("join answered with an error", "member", id, "waited", time.Since(sent).Round(time.Millisecond), "err", err)
 		}
 		switch {
 		case err == nil:
@@ -321,6 +325,8 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 		m.mu.Unlock()
 
 		g := &generation{id: int(resp.Generation), memberID: resp.MemberID, leader: resp.LeaderID == resp.MemberID}
+		m.log.Info("join answered", "member", resp.MemberID, "generation", g.id, "leader", g.leader,
+			"members", len(resp.Members), "waited", time.Since(sent).Round(time.Millisecond))
 		sreq := kmsg.NewPtrSyncGroupRequest()
 		sreq.Group, sreq.Generation, sreq.MemberID, sreq.InstanceID = m.group, resp.Generation, g.memberID, m.instanceID()
 		sreq.ProtocolType, sreq.Protocol = kmsg.StringPtr("consumer"), kmsg.StringPtr(rangeProtocol)
@@ -334,6 +340,9 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 		cancel()
 		if err == nil {
 			err = asKafkaError(sresp.ErrorCode)
+		}
+		if err != nil {
+			m.log.Info("sync answered with an error", "member", g.memberID, "generation", g.id, "err", err)
 		}
 		switch {
 		case err == nil:

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,14 +125,32 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 	watchDone := make(chan struct{})
 	var backwards []string
 	states := map[string]int{} // what node A's API said of the handler
+	// The coordinator's view of the group, each time it changed: printed
+	// when the run fails, to show where a re-form got stuck.
+	var groupLog []string
+	var groupLogMu sync.Mutex
+	t.Cleanup(func() {
+		groupLogMu.Lock()
+		defer groupLogMu.Unlock()
+		if t.Failed() {
+			t.Logf("the group as the coordinator described it:\n%s", strings.Join(groupLog, "\n"))
+		}
+	})
 	go func() {
 		defer close(watchDone)
 		last := map[int]int64{}
+		lastDesc := ""
 		for {
 			select {
 			case <-stopWatch:
 				return
 			case <-time.After(250 * time.Millisecond):
+			}
+			if d := describeGroup(kc, group); d != lastDesc {
+				groupLogMu.Lock()
+				groupLog = append(groupLog, time.Now().Format("15:04:05.000")+" "+d)
+				groupLogMu.Unlock()
+				lastDesc = d
 			}
 			if h := getHandler(t, a.httpAddr, "churn"); h.Status != nil {
 				states[h.Status.State]++
@@ -152,7 +171,8 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 		}
 	}()
 
-	// About 1,000 messages a second through A's API.
+	// About rate messages a second through A's API (1,000 by default).
+	rate := envInt(t, "SLUICE_CHURN_RATE", 1000)
 	var acked atomic.Int64
 	pubDone := make(chan struct{})
 	go func() {
@@ -163,7 +183,7 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 				sent += n
 				acked.Store(int64(sent))
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
 		}
 	}()
 
@@ -242,10 +262,10 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 	// The bound (docs/guarantees.md): a kill -9 redelivers what was in
 	// flight plus what finished since the last commit; a clean stop, and
 	// the rebalance it causes, redeliver nothing they finished. With a 1s
-	// commit interval at about 1,000 messages a second over the fleet, one
-	// commit interval is at most 1,000 messages; twice that is allowed for
-	// a commit that lands late.
-	bound := kills * (churnConcurrency + 2*1000)
+	// commit interval at rate messages a second over the fleet, one commit
+	// interval holds at most rate messages; twice that is allowed for a
+	// commit that lands late.
+	bound := kills * (churnConcurrency + 2*rate)
 	if kills == 0 {
 		// Clean stops only: close to zero. One in-flight window is allowed
 		// for a drain that a loaded machine stretches past a rebalance.
@@ -315,6 +335,26 @@ func groupFormed(kc *kafka.Client, group, topic string, members, parts int) bool
 		}
 	}
 	return len(owned) == parts
+}
+
+// describeGroup is the group's state and members as the coordinator
+// describes them, in one line.
+func describeGroup(kc *kafka.Client, group string) string {
+	resp, err := kc.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil || len(resp.Groups) != 1 {
+		return fmt.Sprintf("describe failed: %v", err)
+	}
+	g := resp.Groups[0]
+	var ms []string
+	for _, m := range g.Members {
+		n := 0
+		for _, mt := range m.MemberAssignments.Topics {
+			n += len(mt.Partitions)
+		}
+		ms = append(ms, fmt.Sprintf("%s(%s,%d)", m.MemberID, m.ClientHost, n))
+	}
+	sort.Strings(ms)
+	return fmt.Sprintf("%s %d members %s", g.GroupState, len(g.Members), strings.Join(ms, " "))
 }
 
 func seq(n int) []int {
