@@ -158,7 +158,7 @@ func (r *Runner) settle(m *handlers.Message, err error, d time.Duration, end fun
 		r.opts.Hooks.Done(m, err, d)
 	}
 	if r.adapt != nil {
-		r.adapt.observe(d, err != nil && classify(err).outage)
+		r.adapt.observe(d, err == nil, err != nil && classify(err).outage)
 	}
 }
 

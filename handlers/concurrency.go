@@ -105,7 +105,7 @@ func (c *Concurrency) checkYAML(v any, path string) error {
 
 func (c *Concurrency) normalize() {
 	if c.IsZero() {
-		*c = Fixed(DefaultConcurrency)
+		*c = Adaptive(DefaultConcurrencyMin, DefaultConcurrencyMax)
 	}
 	if c.Min == 0 && c.Max > 0 {
 		c.Min = 1

@@ -31,7 +31,7 @@ retry:
 		t.Fatalf("%d specs", len(specs))
 	}
 	a, b := specs[0], specs[1]
-	if a.Ordering != handlers.OrderingKey || a.Concurrency != handlers.Fixed(handlers.DefaultConcurrency) || a.StartFrom != handlers.StartEarliest ||
+	if a.Ordering != handlers.OrderingKey || a.Concurrency != handlers.Adaptive(handlers.DefaultConcurrencyMin, handlers.DefaultConcurrencyMax) || a.StartFrom != handlers.StartEarliest ||
 		a.InvocationTimeout() != 30*time.Second || a.Retry.MaxAttempts != 5 || a.Breaker.MinRequests != 20 ||
 		a.DeadLetter.Topic != "orders-mail.dlq" || a.Group() != "sluice.orders-mail" {
 		t.Fatalf("defaults: %+v", a)

@@ -36,7 +36,10 @@ const (
 
 // Defaults applied by Spec.Normalize.
 const (
-	DefaultConcurrency      = 16
+	// A handler that sets no concurrency gets an adaptive limit between
+	// these: the engine finds the downstream's capacity (adaptive.go).
+	DefaultConcurrencyMin   = 1
+	DefaultConcurrencyMax   = 256
 	MaxConcurrency          = 10000
 	DefaultMaxInFlightBytes = 64 << 20
 )
@@ -58,7 +61,7 @@ type Spec struct {
 	// Ordering is key (default), partition or none.
 	Ordering Ordering `json:"ordering,omitempty"`
 	// Concurrency is the most messages in flight for this handler on one
-	// node, fixed or adaptive. Default 16 (fixed).
+	// node, fixed or adaptive. Default adaptive between 1 and 256.
 	Concurrency Concurrency `json:"concurrency,omitzero" sluice:"nonzero"`
 	// MaxInFlightBytes bounds the bytes (keys, values, headers) of the
 	// messages in flight on one node; fetching waits while it is reached.
@@ -104,7 +107,7 @@ func (s *Spec) Normalize() {
 	}
 	if s.Concurrency.IsZero() && s.Batch != nil {
 		// Room for at least one full batch.
-		s.Concurrency = Fixed(max(DefaultConcurrency, s.Batch.Size))
+		s.Concurrency = Adaptive(s.Batch.Size, max(DefaultConcurrencyMax, s.Batch.Size))
 	}
 	s.Concurrency.normalize()
 	if s.MaxInFlightBytes == 0 {
