@@ -51,6 +51,9 @@ type Embedded struct {
 	addrs []string
 	cfg   Config
 	once  sync.Once
+	// stopWatch ends the group watch; watchDone is closed when it has.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // Start starts the broker, loading any state in DataDir.
@@ -107,8 +110,15 @@ func Start(cfg Config) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
-	e := &Embedded{c: c, addrs: c.ListenAddrs(), cfg: cfg}
+	e := &Embedded{c: c, addrs: c.ListenAddrs(), cfg: cfg, watchDone: make(chan struct{})}
 	c.ControlKey(int16(kmsg.Metadata), e.createOnMetadata)
+	w := newGroupWatch(cfg.Logger)
+	for _, k := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit, kmsg.LeaveGroup} {
+		c.ControlKey(int16(k), w.observe)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopWatch = cancel
+	go func() { defer close(e.watchDone); w.run(ctx, e.addrs) }()
 	return e, nil
 }
 
@@ -156,7 +166,11 @@ func (e *Embedded) Cluster() *kfake.Cluster { return e.c }
 // Close stops the broker, flushing its state to the data dir. Safe to call
 // twice.
 func (e *Embedded) Close() {
-	e.once.Do(e.c.Close)
+	e.once.Do(func() {
+		e.stopWatch()
+		<-e.watchDone
+		e.c.Close()
+	})
 }
 
 // Shutdown is Close for a context-aware caller.

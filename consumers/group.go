@@ -217,12 +217,20 @@ func (m *member) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		id, genID, g := m.id()
-		if id == "" || genID < 0 {
-			continue // not a member of any generation yet
+		if id == "" {
+			continue // not a member yet
 		}
 		hctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout/2)
 		err := m.sendHeartbeat(hctx, id, genID)
 		cancel()
+		if genID < 0 {
+			// A new member waiting for its first generation: the answer
+			// (unknown member, illegal generation) means nothing yet, but
+			// the heartbeat shows a coordinator that watches for silent
+			// members (the embedded broker's group watch) that this one
+			// is alive.
+			continue
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, kafka.RebalanceInProgress):
