@@ -151,7 +151,7 @@ func (w *groupWatch) check(ctx context.Context, cl *kgo.Client, now time.Time) {
 			if err == nil {
 				err = kerr.ErrorForCode(resp.ErrorCode)
 			}
-			w.log.Warn("embedded broker: removed a group member that fell silent without leaving (kfake keeps it forever)",
+			w.log.Warn("embedded broker: removed a group member silent past its session timeout (kfake had kept it)",
 				"group", g.Group, "member", id, "err", err)
 		}
 	}

@@ -15,13 +15,13 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
-// A member whose join answer cannot be delivered (its process died as the
-// group completed) is left by kfake with no session timer. While other
-// members keep joining, which restarts kfake's rebalance timer, the group
-// can then never complete a rebalance. The group watch removes the silent
-// member, and the group re-forms. Without the watch this test fails: the
-// group stays in PreparingRebalance for as long as the joins go on.
-func TestGroupWatchRemovesAMemberLeftWithoutATimer(t *testing.T) {
+// Members that join over connections that close before the answer, while
+// other members churn around one that stays: the watch removes the silent
+// ones (kfake removes some of them itself, and keeps those whose answer it
+// dropped), never a live one, and the group re-forms with the member that
+// stayed. The watch's deadlines are tested one by one in
+// TestGroupWatchDeadlines; the fault itself showed in the fleet-churn test.
+func TestGroupWatchUnderChurn(t *testing.T) {
 	e, err := broker.Start(broker.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -43,30 +43,12 @@ func TestGroupWatchRemovesAMemberLeftWithoutATimer(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, func() bool { return groupState(ctx, admin, group) == "Stable 1" },
 		"the first member to form the group (%s)", groupState(ctx, admin, group))
 
-	// The ghost: it takes a member id, joins with it, and is gone before
+	// Ghosts: each takes a member id, joins with it, and is gone before
 	// the answer.
-	first := kmsg.NewPtrJoinGroupRequest()
-	first.Group, first.SessionTimeoutMillis, first.RebalanceTimeoutMillis = group, 3000, 5000
-	first.ProtocolType = "consumer"
-	first.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: (&kmsg.ConsumerMemberMetadata{Topics: []string{topic}}).AppendTo(nil)}}
-	resp, err := first.RequestWith(ctx, admin)
-	if err != nil || resp.ErrorCode != kerr.MemberIDRequired.Code {
-		t.Fatalf("first join: %v, code %d; want MEMBER_ID_REQUIRED", err, resp.ErrorCode)
+	var ghosts []string
+	for i := 0; i < 4; i++ {
+		ghosts = append(ghosts, ghostJoin(t, ctx, admin, e.Addrs()[0], group, topic))
 	}
-	ghost := resp.MemberID
-	conn, err := net.Dial("tcp", e.Addrs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := *first
-	second.MemberID, second.Version = ghost, 5
-	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("ghost")).AppendRequest(nil, &second, 1)
-	if _, err := conn.Write(frame); err != nil {
-		t.Fatal(err)
-	}
-	// The join has to arrive before the connection closes.
-	testkit.Eventually(t, 10*time.Second, func() bool { return hasMember(ctx, admin, group, ghost) }, "the ghost's join to arrive")
-	conn.Close()
 
 	// Members keep joining and leaving, each well within the rebalance
 	// timeout of the one before, as nodes do in a churning fleet.
@@ -85,12 +67,46 @@ func TestGroupWatchRemovesAMemberLeftWithoutATimer(t *testing.T) {
 			c.Close()
 		}
 	}()
-	testkit.Eventually(t, 60*time.Second, func() bool { return !hasMember(ctx, admin, group, ghost) },
-		"the silent member to be removed (%s)", groupState(ctx, admin, group))
+	testkit.Eventually(t, 45*time.Second, func() bool {
+		for _, g := range ghosts {
+			if hasMember(ctx, admin, group, g) {
+				return false
+			}
+		}
+		return true
+	}, "the silent members to be removed while the others churn (%s)", groupState(ctx, admin, group))
 	close(stop)
 	<-churnDone
 	testkit.Eventually(t, 60*time.Second, func() bool { return groupState(ctx, admin, group) == "Stable 1" },
 		"the group to re-form with the member that stayed (%s)", groupState(ctx, admin, group))
+}
+
+// ghostJoin joins group as a new member over a connection it closes as
+// soon as the coordinator has the join, and returns the member id.
+func ghostJoin(t *testing.T, ctx context.Context, admin *kgo.Client, addr, group, topic string) string {
+	t.Helper()
+	first := kmsg.NewPtrJoinGroupRequest()
+	first.Group, first.SessionTimeoutMillis, first.RebalanceTimeoutMillis = group, 3000, 5000
+	first.ProtocolType = "consumer"
+	first.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: (&kmsg.ConsumerMemberMetadata{Topics: []string{topic}}).AppendTo(nil)}}
+	resp, err := first.RequestWith(ctx, admin)
+	if err != nil || resp.ErrorCode != kerr.MemberIDRequired.Code {
+		t.Fatalf("first join: %v, code %d; want MEMBER_ID_REQUIRED", err, resp.ErrorCode)
+	}
+	id := resp.MemberID
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	second := *first
+	second.MemberID, second.Version = id, 5
+	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("ghost")).AppendRequest(nil, &second, 1)
+	if _, err := conn.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return hasMember(ctx, admin, group, id) }, "the ghost's join to arrive")
+	return id
 }
 
 func groupConsumer(t *testing.T, addrs []string, group, topic, id string) *kgo.Client {

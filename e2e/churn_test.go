@@ -249,8 +249,9 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 	}, "GET /v1/fleet to list three nodes sharing the partitions; last answer: %+v", &fleet)
 
 	want := int(acked.Load())
-	testkit.Eventually(t, 3*time.Minute, func() bool { return len(ep.missing("churn-", want)) == 0 },
-		"all %d acknowledged messages delivered", want)
+	var missing []string
+	testkit.Eventually(t, 3*time.Minute, func() bool { missing = ep.missing("churn-", want); return len(missing) == 0 },
+		"all %d acknowledged messages delivered; missing %v", want, lateList{&missing})
 	close(stopWatch)
 	<-watchDone
 
@@ -335,6 +336,18 @@ func groupFormed(kc *kafka.Client, group, topic string, members, parts int) bool
 		}
 	}
 	return len(owned) == parts
+}
+
+// lateList prints, when the message is formatted, how many ids are in
+// the list and the first few.
+type lateList struct{ ids *[]string }
+
+func (l lateList) String() string {
+	ids := *l.ids
+	if len(ids) > 10 {
+		return fmt.Sprintf("%d, first %v", len(ids), ids[:10])
+	}
+	return fmt.Sprintf("%d: %v", len(ids), ids)
 }
 
 // describeGroup is the group's state and members as the coordinator
