@@ -193,6 +193,21 @@ type Fleet struct {
 	// answered; a node that runs no handler is not seen by the others.
 	Nodes  []FleetNode  `json:"nodes"`
 	Groups []FleetGroup `json:"groups"`
+	// DesiredNodes is how many nodes the fleet needs: the most any
+	// handler needs (see FleetGroup.DesiredNodes). The autoscaler's
+	// answer (KEDA's external scaler, sluice_fleet_desired_nodes).
+	DesiredNodes int `json:"desiredNodes"`
+	// History is the fleet's size and desired size over the last 15
+	// minutes, oldest first, one point per sample.
+	History []FleetPoint `json:"history"`
+}
+
+// FleetPoint is the fleet at one sample: the nodes in the handlers' groups
+// (the most in any one group) and the desired size.
+type FleetPoint struct {
+	Time    time.Time `json:"time"`
+	Nodes   int       `json:"nodes"`
+	Desired int       `json:"desired"`
 }
 
 // FleetNode is one live node.
@@ -220,4 +235,9 @@ type FleetGroup struct {
 	State   string `json:"state"`
 	Members int    `json:"members"`
 	Error   string `json:"error,omitempty"`
+	// DesiredNodes is how many nodes this handler needs, from its backlog,
+	// arrival rate and per-node throughput against scaling.maxAge;
+	// DesiredReason says why in words.
+	DesiredNodes  int    `json:"desiredNodes"`
+	DesiredReason string `json:"desiredReason,omitempty"`
 }

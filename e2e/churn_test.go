@@ -257,7 +257,7 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 
 	// What each node owned, when, from its own logs.
 	all := append([]*churnNode{nodeA}, nodes...)
-	overlaps := ownershipOverlaps(t, all, topic)
+	overlaps := ownershipOverlaps(t, all, "churn", topic)
 
 	dups := ep.duplicates()
 	// The bound (docs/guarantees.md): a kill -9 redelivers what was in
@@ -409,7 +409,7 @@ type ownership struct {
 // lines and returns the partitions of topic that two processes owned at
 // the same moment. A process killed with -9 owned its partitions until the
 // kill; one still running owns them until now.
-func ownershipOverlaps(t *testing.T, nodes []*churnNode, topic string) []string {
+func ownershipOverlaps(t *testing.T, nodes []*churnNode, handler, topic string) []string {
 	t.Helper()
 	spans := map[string][]ownership{}
 	for _, n := range nodes {
@@ -425,7 +425,7 @@ func ownershipOverlaps(t *testing.T, nodes []*churnNode, topic string) []string 
 					Handler    string    `json:"handler"`
 					Partitions []string  `json:"partitions"`
 				}
-				if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.Handler != "churn" {
+				if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.Handler != handler {
 					continue
 				}
 				for _, p := range rec.Partitions {

@@ -95,3 +95,34 @@ func TestConcurrencyFixedOrAdaptive(t *testing.T) {
 		}
 	}
 }
+
+func TestScalingDefaultsAndBounds(t *testing.T) {
+	s, err := handlers.ParseOne([]byte("name: a\ntopic: t\ngo: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := s.Scaling; sc.MaxAge.D() != handlers.DefaultScalingMaxAge || sc.Min() != 1 || sc.MaxNodes != 10 {
+		t.Fatalf("defaults: %+v (min %d)", sc, sc.Min())
+	}
+	s, err = handlers.ParseOne([]byte("name: a\ntopic: t\ngo: {}\nscaling: {maxAge: 20s, minNodes: 0, maxNodes: 4}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := s.Scaling; sc.MaxAge.D() != 20*time.Second || sc.Min() != 0 || sc.MaxNodes != 4 {
+		t.Fatalf("set: %+v (min %d)", sc, sc.Min())
+	}
+	for in, want := range map[string]string{
+		"{minNodes: 5, maxNodes: 2}": "scaling.minNodes: must be at most scaling.maxNodes (2), got 5",
+		"{maxAge: 0s}":               "scaling.maxAge: must not be zero",
+		"{maxAge: -5s}":              "scaling.maxAge: must be at least 1s, got -5s",
+		"{maxAge: 10ms}":             "scaling.maxAge: must be at least 1s, got 10ms",
+		"{maxNodes: 5000}":           "scaling.maxNodes: must be between 1 and 1000, got 5000",
+		"{minNodes: -1}":             "scaling.minNodes: must not be negative, got -1",
+		"{nodes: 3}":                 "scaling.nodes: unknown field",
+	} {
+		_, err := handlers.Parse([]byte("name: a\ntopic: t\ngo: {}\nscaling: " + in + "\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("scaling: %s: got %v, want %q", in, err, want)
+		}
+	}
+}

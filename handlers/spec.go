@@ -82,6 +82,8 @@ type Spec struct {
 	RateLimit float64 `json:"rateLimit,omitempty"`
 	// DeadLetter says where messages go that cannot be handled.
 	DeadLetter *DeadLetterSpec `json:"deadLetter,omitempty"`
+	// Scaling says how many nodes the fleet needs for this handler.
+	Scaling *ScalingSpec `json:"scaling,omitempty"`
 }
 
 // HTTPSpec configures the HTTP invoker.
@@ -117,6 +119,7 @@ func (s *Spec) Normalize() {
 		s.StartFrom = StartEarliest
 	}
 	s.normalizePolicy()
+	s.normalizeScaling()
 	if s.Batch != nil {
 		s.Batch.normalize()
 	}
@@ -210,7 +213,10 @@ func (s *Spec) Validate() error {
 	default:
 		return &FieldError{Field: "startFrom", Msg: fmt.Sprintf("must be earliest or latest, got %q", s.StartFrom)}
 	}
-	return s.validatePolicy()
+	if err := s.validatePolicy(); err != nil {
+		return err
+	}
+	return s.validateScaling()
 }
 
 func validHeaderName(k string) bool {

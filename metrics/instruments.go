@@ -81,10 +81,16 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 		"How long this node's member of the handler's group has been without an assignment (0 while it has one).")
 	stalled := gauge("sluice.consumer.group.stalled", "1",
 		"1 when the handler's group has not formed for longer than the stall bound (alert on it), else 0.")
+	desired := gauge("sluice.desired_nodes", "{node}",
+		"How many nodes the fleet needs for the handler: its arrivals and backlog (drained within scaling.maxAge) over the measured per-node rate.")
+	fleetDesired := gauge("sluice.fleet.desired_nodes", "{node}", "How many nodes the fleet needs: the most any handler needs. What the KEDA external scaler serves.")
 	if err != nil {
 		return nil, err
 	}
 	in.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if d, _, found := sampler.FleetDesired(""); found {
+			o.ObserveFloat64(fleetDesired, float64(d))
+		}
 		for _, tg := range targets() {
 			base := handlerAttrs(tg.Spec)
 			set := metric.WithAttributeSet(attribute.NewSet(base...))
@@ -112,6 +118,9 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 				o.ObserveFloat64(unformed, off, set)
 				o.ObserveFloat64(stalled, stall, set)
 			}
+			if d, _, ok := sampler.Desired(tg.Spec.Name); ok {
+				o.ObserveFloat64(desired, float64(d), set)
+			}
 			if p, lags, ok := sampler.Latest(tg.Spec.Name); ok {
 				o.ObserveFloat64(oldest, p.OldestAgeSeconds, set)
 				for topic, parts := range lags {
@@ -126,7 +135,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 		}
 		return nil
 	}, received, succeeded, failed, retried, dead, replayed, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
-		unformed, stalled)
+		unformed, stalled, desired, fleetDesired)
 	if err != nil {
 		return nil, err
 	}

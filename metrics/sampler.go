@@ -34,6 +34,7 @@ type Sampler struct {
 
 	mu       sync.Mutex
 	handlers map[string]*history
+	fleet    []api.FleetPoint // the last 15 minutes, oldest first
 }
 
 type history struct {
@@ -45,6 +46,19 @@ type history struct {
 	lastAt time.Time
 	lag    map[string]map[int]int64
 	oldest float64
+	lagAt  time.Time // when lag and oldest were last read
+
+	// For the desired fleet size: the broker's totals at the last sample,
+	// the smoothed rates, and the best per-node rate of the last 15m.
+	ends, consumed   float64
+	totalsAt         time.Time
+	arrival, consume float64
+	bestNode         float64
+	bestAt           time.Time
+	desired          int
+	desiredReason    string
+	desiredAt        time.Time
+	members          int
 }
 
 // DefaultSampleInterval is how often the sampler samples unless configured.
@@ -99,7 +113,13 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 		if t.Runner != nil {
 			st = t.Runner.Status()
 		}
-		lag, oldest := s.backlog(ctx, t.Spec, now)
+		bl := s.backlog(ctx, t.Spec, now)
+		members := -1
+		if bl.ok && !t.Paused {
+			if _, ms, err := s.tc.GroupMembers(ctx, t.Spec.Group()); err == nil {
+				members = len(ms)
+			}
+		}
 		s.mu.Lock()
 		p := api.SeriesPoint{Time: now, ConcurrencyLimit: st.Limit, InFlight: st.InFlight}
 		if secs := now.Sub(h.lastAt).Seconds(); !h.lastAt.IsZero() && secs > 0 {
@@ -108,8 +128,17 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 			p.ErrorRate = float64(sub(st.Failed, h.last.Failed)) / secs
 		}
 		p.P50Ms, p.P99Ms = h.lat.quantiles(0.5, 0.99)
-		if lag != nil {
-			h.lag, h.oldest = lag, oldest
+		switch {
+		case bl.ok:
+			h.lag, h.oldest, h.lagAt = bl.lag, bl.oldest, now
+		case now.Sub(h.lagAt) > 2*s.interval:
+			// The broker has not answered for two samples: what was
+			// measured then is no longer true, and showing it would be
+			// showing an age that is not growing.
+			h.lag, h.oldest = nil, 0
+		}
+		if bl.ok {
+			s.scale(h, t, st, bl, members, now)
 		}
 		for _, parts := range h.lag {
 			for _, l := range parts {
@@ -131,7 +160,52 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 			delete(s.handlers, name)
 		}
 	}
+	fp := api.FleetPoint{Time: now}
+	for _, h := range s.handlers {
+		fp.Nodes = max(fp.Nodes, h.members)
+		fp.Desired = max(fp.Desired, h.desired)
+	}
+	s.fleet = append(s.fleet, fp)
+	if keep := int(15*time.Minute/s.interval) + 1; len(s.fleet) > keep {
+		s.fleet = append(s.fleet[:0], s.fleet[len(s.fleet)-keep:]...)
+	}
 	s.mu.Unlock()
+}
+
+// FleetDesired is the fleet's desired size: the most any handler needs.
+// active reports whether any handler has messages waiting.
+func (s *Sampler) FleetDesired(handler string) (desired int, active bool, found bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, h := range s.handlers {
+		if handler != "" && name != handler {
+			continue
+		}
+		found = true
+		desired = max(desired, h.desired)
+		for _, parts := range h.lag {
+			for _, l := range parts {
+				if l > 0 {
+					active = true
+				}
+			}
+		}
+	}
+	return desired, active, found
+}
+
+// FleetHistory returns the fleet's points over the last d, oldest first.
+func (s *Sampler) FleetHistory(d time.Duration) []api.FleetPoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cut := time.Now().Add(-d)
+	out := []api.FleetPoint{}
+	for _, p := range s.fleet {
+		if !p.Time.Before(cut) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func sub(a, b uint64) uint64 {
@@ -141,38 +215,110 @@ func sub(a, b uint64) uint64 {
 	return a - b
 }
 
+// backlogReading is one reading of a handler's topics from the broker.
+type backlogReading struct {
+	ok     bool
+	lag    map[string]map[int]int64
+	oldest float64
+	// ends is the sum of the log ends, consumed the sum of the positions
+	// the group reads next, over the handler's topic and replay topic.
+	ends, consumed float64
+	// partitions of the handler's topic.
+	partitions int
+}
+
 // backlog reads, from the broker, the group's lag per partition of the
-// handler's topics and the age of the oldest unprocessed message. It
-// returns nil when the broker cannot be read.
-func (s *Sampler) backlog(ctx context.Context, spec handlers.Spec, now time.Time) (map[string]map[int]int64, float64) {
+// handler's topics and the age of the oldest unprocessed message: that of
+// the message at the group's committed position (everything before it is
+// finished). ok is false when the broker cannot be read.
+func (s *Sampler) backlog(ctx context.Context, spec handlers.Spec, now time.Time) backlogReading {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	out := map[string]map[int]int64{}
-	oldest := 0.0
+	r := backlogReading{lag: map[string]map[int]int64{}}
 	for i, topic := range []string{spec.Topic, spec.ReplayTopic()} {
 		parts, err := s.tc.GroupLag(ctx, spec.Group(), topic, i == 0 && spec.StartFrom == handlers.StartLatest)
 		if err != nil {
 			if i > 0 && errors.Is(err, topics.ErrUnknownTopic) {
 				continue
 			}
-			return nil, 0
+			return backlogReading{}
+		}
+		if i == 0 {
+			r.partitions = len(parts)
 		}
 		lags := make(map[int]int64, len(parts))
 		for _, p := range parts {
 			lags[p.Partition] = p.Lag
+			r.ends += float64(p.End)
+			r.consumed += float64(p.End - p.Lag)
 			if p.Lag > 0 {
 				next := p.End - p.Lag
 				_ = s.tc.Read(ctx, topic, p.Partition, next, next+1, func(m topics.Message) bool {
-					if age := now.Sub(m.Time).Seconds(); age > oldest {
-						oldest = age
+					if age := now.Sub(m.Time).Seconds(); age > r.oldest {
+						r.oldest = age
 					}
 					return false
 				})
 			}
 		}
-		out[topic] = lags
+		r.lag[topic] = lags
 	}
-	return out, oldest
+	r.ok = true
+	return r
+}
+
+// scale updates the handler's rates and its desired fleet size from a
+// reading. Called with s.mu held.
+func (s *Sampler) scale(h *history, t Target, st consumers.Status, bl backlogReading, members int, now time.Time) {
+	if secs := now.Sub(h.totalsAt).Seconds(); !h.totalsAt.IsZero() && secs > 0 {
+		arrival := math.Max(0, (bl.ends-h.ends)/secs)
+		consume := math.Max(0, (bl.consumed-h.consumed)/secs)
+		// Smoothed over about two samples: commits land once a second and
+		// samples are not aligned with them.
+		h.arrival = 0.5*h.arrival + 0.5*arrival
+		h.consume = 0.5*h.consume + 0.5*consume
+	}
+	h.ends, h.consumed, h.totalsAt = bl.ends, bl.consumed, now
+	var backlog float64
+	for _, parts := range bl.lag {
+		for _, l := range parts {
+			backlog += float64(l)
+		}
+	}
+	if now.Sub(h.bestAt) > 15*time.Minute {
+		h.bestNode = 0
+	}
+	sc := t.Spec.Scaling
+	in := scaleInput{Backlog: backlog, ArrivalRate: h.arrival, ConsumedRate: h.consume, BestNodeRate: h.bestNode,
+		Members: max(members, 0), Partitions: bl.partitions, Min: sc.Min(), Max: sc.MaxNodes}
+	in.MaxAge = sc.MaxAge.D()
+	in.BreakerOpen = st.Breaker != nil && st.Breaker.State == "open"
+	switch {
+	case t.Paused:
+		h.desired, h.desiredReason = 0, "paused"
+	case members < 0:
+		// The group could not be described: keep the last answer.
+	default:
+		h.members = members
+		n, reason, nodeRate := desiredNodes(in)
+		if nodeRate > h.bestNode {
+			h.bestNode, h.bestAt = nodeRate, now
+		}
+		h.desired, h.desiredReason = n, reason
+	}
+	h.desiredAt = now
+}
+
+// Desired returns the fleet size the handler needs and why, false before
+// the first reading.
+func (s *Sampler) Desired(name string) (int, string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.handlers[name]
+	if !ok || h.desiredAt.IsZero() {
+		return 0, "", false
+	}
+	return h.desired, h.desiredReason, true
 }
 
 // Series returns handler name's samples, oldest first, over the last d.

@@ -61,6 +61,8 @@ they share each handler's partitions.`,
 	f.DurationVar(&cfg.DrainGrace, "drain-grace", d.DrainGrace, "after the drain timeout, how long cancelled invocations get to return before the partitions are released")
 	f.DurationVar(&cfg.FinalCommitTimeout, "final-commit-timeout", d.FinalCommitTimeout, "how long the commit that ends an assignment may retry")
 	f.Int64Var(&cfg.MaxPublishBytes, "max-publish-bytes", d.MaxPublishBytes, "largest publish request body accepted")
+	f.DurationVar(&cfg.SampleInterval, "sample-interval", d.SampleInterval, "how often each handler's rates, lag and desired fleet size are sampled")
+	f.StringVar(&cfg.ScalerAddr, "scaler-addr", d.ScalerAddr, "where KEDA's external-scaler gRPC service listens (with reflection); empty: not served")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -441,6 +441,10 @@ func (n *Node) Fleet(ctx context.Context) (api.Fleet, error) {
 	for _, e := range n.reg.List() {
 		group := e.Spec.Group()
 		fg := api.FleetGroup{Handler: e.Spec.Name, Group: group, State: "unknown"}
+		if d, reason, ok := n.sampler.Desired(e.Spec.Name); ok {
+			fg.DesiredNodes, fg.DesiredReason = d, reason
+			out.DesiredNodes = max(out.DesiredNodes, d)
+		}
 		state, members, err := n.tc.GroupMembers(ctx, group)
 		if err != nil {
 			fg.Error = err.Error()
@@ -480,6 +484,7 @@ func (n *Node) Fleet(ctx context.Context) (api.Fleet, error) {
 		out.Nodes = append(out.Nodes, *fn)
 	}
 	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].ID < out.Nodes[j].ID })
+	out.History = n.sampler.FleetHistory(15 * time.Minute)
 	return out, nil
 }
 

@@ -51,8 +51,12 @@ type Config struct {
 	// MaxPublishBytes bounds one publish request body. Default 8 MiB.
 	MaxPublishBytes int64 `yaml:"maxPublishBytes"`
 	// SampleInterval is how often each handler's rates, latencies and lag
-	// are sampled for the dashboard and the lag metrics. Default 5s.
+	// are sampled for the dashboard, the lag metrics and the desired fleet
+	// size. Default 5s.
 	SampleInterval time.Duration `yaml:"sampleInterval"`
+	// ScalerAddr, when set, is where KEDA's external-scaler gRPC service
+	// listens (package scaler). Default: not served.
+	ScalerAddr string `yaml:"scalerAddr"`
 }
 
 // DefaultConfig returns the node's defaults. Each value has one home: the

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/scaler"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/retrytopics"
 	"github.com/sluicehq/sluice/topics"
@@ -118,6 +119,16 @@ func (n *Node) Run(ctx context.Context) error {
 	n.started = true
 	n.mu.Unlock()
 
+	var scalerLn net.Listener
+	if n.cfg.ScalerAddr != "" {
+		// Bound first: a taken address stops the start before anything runs.
+		l, err := scaler.Listen(n.cfg.ScalerAddr)
+		if err != nil {
+			return err
+		}
+		scalerLn = l
+		defer scalerLn.Close()
+	}
 	brokers, closeBroker, err := n.startBroker()
 	if err != nil {
 		return err
@@ -156,6 +167,15 @@ func (n *Node) Run(ctx context.Context) error {
 	} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(partsCtx) }()
+	}
+	if scalerLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := scaler.New(n.sampler).Serve(ctx, scalerLn, n.log); err != nil {
+				n.log.Error("KEDA external scaler stopped", "err", err)
+			}
+		}()
 	}
 	supDone := make(chan struct{})
 	go func() {

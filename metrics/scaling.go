@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// scaleInput is what the fleet's desired size for one handler is computed
+// from. The rates and the backlog are group-wide, read from the broker, so
+// every node computes about the same answer.
+type scaleInput struct {
+	// Backlog is the messages not yet consumed on the handler's topic and
+	// replay topic. Messages parked on retry topics are not in it: more
+	// nodes would not make their delays pass sooner.
+	Backlog float64
+	// ArrivalRate is messages per second produced to those topics.
+	ArrivalRate float64
+	// ConsumedRate is messages per second the group's committed offsets
+	// advance.
+	ConsumedRate float64
+	// BestNodeRate is the highest per-node rate measured while a backlog
+	// kept the nodes busy, over the last 15 minutes; 0 when none was.
+	BestNodeRate float64
+	// Members is the nodes in the handler's group now.
+	Members int
+	// Partitions of the handler's topic: more members than that idle.
+	Partitions int
+	// BreakerOpen: the downstream is failing on this node.
+	BreakerOpen bool
+	MaxAge      time.Duration
+	Min, Max    int
+}
+
+// desiredNodes is how many nodes the handler needs, with the reason in
+// words. With a backlog the per-node rate is measured (the group's rate
+// over its members); the fleet must take in the arrivals and drain the
+// backlog within maxAge:
+//
+//	nodes = ⌈(arrival rate + backlog / maxAge) / per-node rate⌉
+//
+// bounded by minNodes and maxNodes and by the partition count. An open
+// breaker holds the fleet where it is: the downstream is down, and more
+// nodes would not help.
+func desiredNodes(in scaleInput) (n int, reason string, nodeRate float64) {
+	bound := func(n int) int {
+		n = max(n, in.Min)
+		n = min(n, in.Max)
+		if in.Partitions > 0 {
+			n = min(n, in.Partitions)
+		}
+		return n
+	}
+	if in.BreakerOpen {
+		return bound(in.Members), fmt.Sprintf("breaker open: the endpoint is failing and more nodes would not help; holding at %d", bound(in.Members)), 0
+	}
+	if in.Backlog == 0 && in.ArrivalRate < 0.01 {
+		return bound(0), "nothing waiting or arriving", 0
+	}
+	perNode := in.BestNodeRate
+	if in.Backlog > 0 && in.ConsumedRate > 0 && in.Members > 0 {
+		nodeRate = in.ConsumedRate / float64(in.Members)
+		perNode = math.Max(perNode, nodeRate)
+	}
+	if perNode <= 0 {
+		n := bound(max(in.Members, 1))
+		return n, fmt.Sprintf("%.0f waiting and no throughput measured yet; holding at %d", in.Backlog, n), 0
+	}
+	need := (in.ArrivalRate + in.Backlog/in.MaxAge.Seconds()) / perNode
+	n = bound(int(math.Ceil(need - 0.05)))
+	reason = fmt.Sprintf("%.0f/s arriving and %.0f waiting, to drain within maxAge %s; a node does about %.0f/s", in.ArrivalRate, in.Backlog, in.MaxAge, perNode)
+	if in.Partitions > 0 && n == in.Partitions && int(math.Ceil(need-0.05)) > n {
+		reason += fmt.Sprintf("; capped at the topic's %d partitions", in.Partitions)
+	}
+	return n, reason, nodeRate
+}
