@@ -23,9 +23,9 @@ import (
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/metrics"
-	"github.com/sluicehq/sluice/scaler"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/retrytopics"
+	"github.com/sluicehq/sluice/scaler"
 	"github.com/sluicehq/sluice/topics"
 )
 
