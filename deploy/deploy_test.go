@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -397,6 +398,7 @@ type object struct {
 
 func (o object) kind() string { s, _ := o.doc["kind"].(string); return s }
 func (o object) name() string { s, _ := dig(o.doc, "metadata", "name").(string); return s }
+func (o object) namespace() string { s, _ := dig(o.doc, "metadata", "namespace").(string); return s }
 func (o object) String() string {
 	return fmt.Sprintf("%s %s/%s", o.file, o.kind(), o.name())
 }
@@ -487,7 +489,6 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 	dep, svc, so := byKind["Deployment"][0], byKind["Service"][0], byKind["ScaledObject"][0]
-	brokers := stringMap(dig(byKind["ConfigMap"][0].doc, "data"))["KAFKA_BROKERS"]
 
 	t.Run("every object is in the namespace", func(t *testing.T) {
 		ns := byKind["Namespace"][0].name()
@@ -604,23 +605,42 @@ func TestKubernetesManifests(t *testing.T) {
 		if dig(ref, "name") != dep.name() || (dig(ref, "kind") != nil && dig(ref, "kind") != "Deployment") {
 			t.Errorf("%s scaleTargetRef %v, want the Deployment %s", so, ref, dep.name())
 		}
-		kafka := 0
+		// The external trigger points at the Service's scaler port, which
+		// is the container's, which --scaler-addr listens on.
+		external := 0
 		for j := 0; dig(so.doc, "spec", "triggers", j) != nil; j++ {
 			tr := dig(so.doc, "spec", "triggers", j)
-			if dig(tr, "type") != "kafka" {
+			if dig(tr, "type") != "external" {
 				continue
 			}
-			kafka++
-			md := stringMap(dig(tr, "metadata"))
-			if !strings.HasPrefix(md["consumerGroup"], "sluice.") || md["topic"] == "" || md["lagThreshold"] == "" {
-				t.Errorf("%s trigger %d: want consumerGroup sluice.<handler>, topic and lagThreshold: %v", so, j, md)
+			external++
+			addr := stringMap(dig(tr, "metadata"))["scalerAddress"]
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil || host != svc.name()+"."+svc.namespace()+".svc" {
+				t.Errorf("%s trigger %d: scalerAddress %q, want %s.%s.svc:PORT", so, j, addr, svc.name(), svc.namespace())
+				continue
 			}
-			if md["bootstrapServers"] != brokers {
-				t.Errorf("%s trigger %d: bootstrapServers %q, but the ConfigMap says %q", so, j, md["bootstrapServers"], brokers)
+			var target any
+			for k := 0; dig(svc.doc, "spec", "ports", k) != nil; k++ {
+				if fmt.Sprint(dig(svc.doc, "spec", "ports", k, "port")) == port {
+					target = dig(svc.doc, "spec", "ports", k, "targetPort")
+				}
+			}
+			c := dig(dep.doc, "spec", "template", "spec", "containers", 0)
+			var containerPort string
+			for k := 0; dig(c, "ports", k) != nil; k++ {
+				if dig(c, "ports", k, "name") == target {
+					containerPort = fmt.Sprint(dig(c, "ports", k, "containerPort"))
+				}
+			}
+			args := strs(dig(c, "args"))
+			i := slices.Index(args, "--scaler-addr")
+			if containerPort == "" || i < 0 || i+1 >= len(args) || !strings.HasSuffix(args[i+1], ":"+containerPort) {
+				t.Errorf("%s: scalerAddress %s goes to Service target %v, container port %q, but --scaler-addr is %q", so, addr, target, containerPort, args)
 			}
 		}
-		if kafka == 0 {
-			t.Errorf("%s has no kafka trigger", so)
+		if external == 0 {
+			t.Errorf("%s has no external trigger", so)
 		}
 	})
 }

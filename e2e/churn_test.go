@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -249,14 +250,29 @@ func churnRun(t *testing.T, total, killPercent int) churnResult {
 	}, "GET /v1/fleet to list three nodes sharing the partitions; last answer: %+v", &fleet)
 
 	want := int(acked.Load())
-	var missing []string
-	testkit.Eventually(t, 3*time.Minute, func() bool { missing = ep.missing("churn-", want); return len(missing) == 0 },
-		"all %d acknowledged messages delivered; missing %v", want, lateList{&missing})
+	all := append([]*churnNode{nodeA}, nodes...)
+	deadline := time.Now().Add(3 * time.Minute)
+	for missing := ep.missing("churn-", want); len(missing) > 0; missing = ep.missing("churn-", want) {
+		if time.Now().After(deadline) {
+			// What each live node says of the handler: where it is stuck.
+			for _, n := range all {
+				if n.cur != nil {
+					resp, err := http.Get("http://" + n.opts.httpAddr + "/v1/handlers/churn")
+					if err == nil {
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						t.Logf("node %s: %s", n.name, b)
+					}
+				}
+			}
+			t.Fatalf("timed out after 3m waiting for all %d acknowledged messages to be delivered; missing %v", want, lateList{&missing})
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	close(stopWatch)
 	<-watchDone
 
 	// What each node owned, when, from its own logs.
-	all := append([]*churnNode{nodeA}, nodes...)
 	overlaps := ownershipOverlaps(t, all, "churn", topic)
 
 	dups := ep.duplicates()
