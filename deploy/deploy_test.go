@@ -396,8 +396,8 @@ type object struct {
 	doc  map[string]any
 }
 
-func (o object) kind() string { s, _ := o.doc["kind"].(string); return s }
-func (o object) name() string { s, _ := dig(o.doc, "metadata", "name").(string); return s }
+func (o object) kind() string      { s, _ := o.doc["kind"].(string); return s }
+func (o object) name() string      { s, _ := dig(o.doc, "metadata", "name").(string); return s }
 func (o object) namespace() string { s, _ := dig(o.doc, "metadata", "namespace").(string); return s }
 func (o object) String() string {
 	return fmt.Sprintf("%s %s/%s", o.file, o.kind(), o.name())
