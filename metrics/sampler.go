@@ -275,8 +275,7 @@ func (s *Sampler) scale(h *history, t Target, st consumers.Status, bl backlogRea
 		consume := math.Max(0, (bl.consumed-h.consumed)/secs)
 		// Smoothed over about two samples: commits land once a second and
 		// samples are not aligned with them.
-		h.arrival = 0.5*h.arrival + 0.5*arrival
-		h.consume = 0.5*h.consume + 0.5*consume
+		h.arrival, h.consume = smooth(h.arrival, arrival), smooth(h.consume, consume)
 	}
 	h.ends, h.consumed, h.totalsAt = bl.ends, bl.consumed, now
 	var backlog float64
@@ -293,6 +292,9 @@ func (s *Sampler) scale(h *history, t Target, st consumers.Status, bl backlogRea
 		Members: max(members, 0), Partitions: bl.partitions, Min: sc.Min(), Max: sc.MaxNodes}
 	in.MaxAge = sc.MaxAge.D()
 	in.BreakerOpen = st.Breaker != nil && st.Breaker.State == "open"
+	if st.Limit > 0 {
+		in.Saturation = math.Min(1, float64(st.InFlight)/float64(st.Limit))
+	}
 	switch {
 	case t.Paused:
 		h.desired, h.desiredReason = 0, "paused"
@@ -307,6 +309,15 @@ func (s *Sampler) scale(h *history, t Target, st consumers.Status, bl backlogRea
 		h.desired, h.desiredReason = n, reason
 	}
 	h.desiredAt = now
+}
+
+// smooth averages a rate over about two samples, except that a sample with
+// nothing in it is believed at once: a stream that stopped has stopped.
+func smooth(prev, cur float64) float64 {
+	if cur == 0 {
+		return 0
+	}
+	return 0.5*prev + 0.5*cur
 }
 
 // Desired returns the fleet size the handler needs and why, false before

@@ -28,6 +28,11 @@ type scaleInput struct {
 	Partitions int
 	// BreakerOpen: the downstream is failing on this node.
 	BreakerOpen bool
+	// Saturation is this node's in-flight messages over its concurrency
+	// limit at the sample (0 when it runs none). Below 0.8 the nodes are
+	// not what bounds the rate, and what they consume is less than what
+	// they could.
+	Saturation float64
 	MaxAge      time.Duration
 	Min, Max    int
 }
@@ -57,18 +62,27 @@ func desiredNodes(in scaleInput) (n int, reason string, nodeRate float64) {
 	if in.Backlog == 0 && in.ArrivalRate < 0.01 {
 		return bound(0), "nothing waiting or arriving", 0
 	}
+	// What is fetched and running but not yet committed is not a backlog:
+	// two seconds of consumption (two commit intervals) are left out.
+	backlog := math.Max(0, in.Backlog-2*in.ConsumedRate)
 	perNode := in.BestNodeRate
 	if in.Backlog > 0 && in.ConsumedRate > 0 && in.Members > 0 {
-		nodeRate = in.ConsumedRate / float64(in.Members)
-		perNode = math.Max(perNode, nodeRate)
+		rate := in.ConsumedRate / float64(in.Members)
+		if in.Saturation > 0 && in.Saturation < 0.8 {
+			// Little's law: at its full limit a node would do about this.
+			rate /= math.Max(in.Saturation, 0.1)
+		} else {
+			nodeRate = rate // measured at the limit: a capacity
+		}
+		perNode = math.Max(perNode, rate)
 	}
 	if perNode <= 0 {
 		n := bound(max(in.Members, 1))
 		return n, fmt.Sprintf("%.0f waiting and no throughput measured yet; holding at %d", in.Backlog, n), 0
 	}
-	need := (in.ArrivalRate + in.Backlog/in.MaxAge.Seconds()) / perNode
+	need := (in.ArrivalRate + backlog/in.MaxAge.Seconds()) / perNode
 	n = bound(int(math.Ceil(need - 0.05)))
-	reason = fmt.Sprintf("%.0f/s arriving and %.0f waiting, to drain within maxAge %s; a node does about %.0f/s", in.ArrivalRate, in.Backlog, in.MaxAge, perNode)
+	reason = fmt.Sprintf("%.0f/s arriving and %.0f waiting, to drain within maxAge %s; a node does about %.0f/s", in.ArrivalRate, backlog, in.MaxAge, perNode)
 	if in.Partitions > 0 && n == in.Partitions && int(math.Ceil(need-0.05)) > n {
 		reason += fmt.Sprintf("; capped at the topic's %d partitions", in.Partitions)
 	}

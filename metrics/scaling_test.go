@@ -16,12 +16,17 @@ func TestDesiredNodes(t *testing.T) {
 	}{
 		{"idle goes to min", func(in *scaleInput) {}, 1, "nothing waiting or arriving"},
 		{"idle scales to zero with minNodes 0", func(in *scaleInput) { in.Min = 0 }, 0, "nothing waiting"},
-		// 200/s arrive, 1 node does 80/s, 3,000 wait: (200 + 100) / 80 = 3.75.
+		// 200/s arrive, 1 node does 80/s, 3,000 wait (less 2s of
+		// consumption in flight): (200 + 2840/30) / 80 = 3.68.
 		{"behind", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate = 200, 3000, 80 }, 4, "a node does about 80/s"},
 		// The same with 4 members consuming 320/s: the per-node rate is 80.
 		{"behind with more members", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Members = 200, 3000, 320, 4 }, 4, ""},
 		// Caught up, 200/s arriving, best per-node rate 80: 2.5.
 		{"keeping up", func(in *scaleInput) { in.ArrivalRate, in.BestNodeRate, in.Members = 200, 80, 4 }, 3, ""},
+		// A node at a quarter of its limit could do four times what it does.
+		{"not saturated", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Saturation = 200, 3000, 80, 0.25 }, 1, "a node does about 320/s"},
+		// A second of commits in flight is not a backlog.
+		{"commit lag is not a backlog", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Saturation = 1000, 1000, 1000, 1 }, 1, "0 waiting"},
 		{"capped by maxNodes", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate = 2000, 90000, 80 }, 10, ""},
 		{"capped by partitions", func(in *scaleInput) {
 			in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Max, in.Partitions = 2000, 90000, 80, 100, 6

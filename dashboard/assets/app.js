@@ -11,12 +11,14 @@ import { overviewPage } from "/pages/overview.js";
 import { handlerPage } from "/pages/handler.js";
 import { dlqPage } from "/pages/dlq.js";
 import { topicsPage } from "/pages/topics.js";
+import { fleetPage } from "/pages/fleet.js";
 
 const routes = [
   [/^\/$/, overviewPage, "overview"],
   [/^\/handlers\/([^/]+)\/?$/, handlerPage, "overview"],
   [/^\/handlers\/([^/]+)\/dlq\/?$/, dlqPage, "overview"],
   [/^\/topics\/?$/, topicsPage, "topics"],
+  [/^\/fleet\/?$/, fleetPage, "fleet"],
 ];
 
 let pageScope = null;

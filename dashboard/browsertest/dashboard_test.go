@@ -204,6 +204,24 @@ func TestDashboardInBrowser(t *testing.T) {
 		published++
 	})
 
+	t.Run("the fleet page shows nodes and what the handlers need", func(t *testing.T) {
+		b.click(t, "nav-fleet")
+		b.waitFor(t, 20*time.Second, `document.querySelector('[data-testid="fleet-group-orders"]') !== null`, "the orders group on the fleet page")
+		b.waitFor(t, 20*time.Second, b.numIs("fleet-nodes", 1), "one live node")
+		// Nothing waits or arrives now: each handler needs its minNodes (1).
+		b.waitFor(t, 30*time.Second, b.numIs("fleet-desired-orders", 1), "orders to need 1 node")
+		b.waitFor(t, 30*time.Second, `document.querySelector('[data-testid="fleet-reason-orders"]').textContent.includes("nothing waiting")`, "the reason in words")
+		b.waitFor(t, 30*time.Second, b.numIs("fleet-desired", 1), "the fleet to need 1 node")
+		b.waitFor(t, 30*time.Second, `Number(document.querySelector('[data-testid="fleet-charts"]').dataset.points) > 0`, "the desired-against-live chart to have points")
+		var f api.Fleet
+		if err := json.Unmarshal([]byte(get(t, n.base+"/v1/fleet")), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.DesiredNodes != 1 || len(f.Nodes) != 1 {
+			t.Fatalf("GET /v1/fleet: desired %d, %d nodes; the page showed 1 and 1", f.DesiredNodes, len(f.Nodes))
+		}
+	})
+
 	t.Run("screenshots", func(t *testing.T) {
 		if entryID == "" {
 			t.Fatal("no dead-letter entry from the earlier step")
@@ -216,6 +234,7 @@ func TestDashboardInBrowser(t *testing.T) {
 				document.querySelector('[data-testid="handler-state"]').dataset.state === "running"`},
 			{"dlq", "/handlers/payments/dlq", `document.querySelector('[data-testid="dlq-row-` + entryID + `"]') !== null`},
 			{"topics", "/topics", `document.querySelector('[data-testid="topic-row-payments"]') !== null`},
+			{"fleet", "/fleet", `Number(document.querySelector('[data-testid="fleet-charts"]').dataset.points) > 0`},
 		}
 		for _, w := range []int64{1280, 390} {
 			b.viewport(t, w)
