@@ -71,6 +71,8 @@ type serveOpts struct {
 	dataDir, kafkaAddr, httpAddr, brokers string
 	// extra flags, after the defaults (a later flag wins).
 	extra []string
+	// env is added to the test's environment.
+	env []string
 }
 
 func serve(t *testing.T, o serveOpts) *proc {
@@ -84,6 +86,7 @@ func serve(t *testing.T, o serveOpts) *proc {
 	}
 	args = append(args, o.extra...)
 	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), o.env...)
 	p := &proc{cmd: cmd, httpAddr: o.httpAddr, log: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = &lockedWriter{w: p.log}
 	cmd.Stderr = cmd.Stdout
