@@ -4,6 +4,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/internal/node"
 )
 
@@ -37,6 +40,19 @@ func WithKafkaAddr(addr string) Option { return func(a *App) { a.cfg.KafkaAddr =
 
 // WithSampleInterval overrides Config.SampleInterval.
 func WithSampleInterval(d time.Duration) Option { return func(a *App) { a.cfg.SampleInterval = d } }
+
+// WithMeterProvider sends Sluice's metrics to mp instead of its own
+// provider; /metrics then answers 404. Default: Sluice's own provider,
+// exported on /metrics (and over OTLP when OTEL_EXPORTER_OTLP_* say so).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(a *App) { a.providers.MeterProvider = mp }
+}
+
+// WithTracerProvider records Sluice's spans with tp instead of its own
+// provider (which exports over OTLP only when OTEL_EXPORTER_OTLP_* say so).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(a *App) { a.providers.TracerProvider = tp }
+}
 
 // WithLogger sets the logger. Default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }

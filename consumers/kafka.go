@@ -59,13 +59,21 @@ type KafkaConfig struct {
 	Logger *slog.Logger
 }
 
+// The defaults of KafkaConfig's tuning, applied by withDefaults.
+const (
+	DefaultHeartbeatInterval = time.Second
+	DefaultFetchMaxBytes     = 1 << 20
+	DefaultFetchMaxWait      = 250 * time.Millisecond
+	DefaultPrefetchMessages  = 256
+)
+
 func (c *KafkaConfig) withDefaults() KafkaConfig {
 	out := *c
 	if out.SessionTimeout == 0 {
 		out.SessionTimeout = DefaultSessionTimeout
 	}
 	if out.HeartbeatInterval == 0 {
-		out.HeartbeatInterval = time.Second
+		out.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if out.RebalanceTimeout == 0 {
 		out.RebalanceTimeout = 35 * time.Second
@@ -77,13 +85,13 @@ func (c *KafkaConfig) withDefaults() KafkaConfig {
 		out.PartitionWatchInterval = 10 * time.Second
 	}
 	if out.FetchMaxBytes == 0 {
-		out.FetchMaxBytes = 1 << 20
+		out.FetchMaxBytes = DefaultFetchMaxBytes
 	}
 	if out.FetchMaxWait == 0 {
-		out.FetchMaxWait = 250 * time.Millisecond
+		out.FetchMaxWait = DefaultFetchMaxWait
 	}
 	if out.PrefetchMessages == 0 {
-		out.PrefetchMessages = 256
+		out.PrefetchMessages = DefaultPrefetchMessages
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

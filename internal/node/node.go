@@ -34,6 +34,8 @@ import (
 type Node struct {
 	// Version is the build's version, shown in the overview and the fleet.
 	Version string
+	// Providers are the embedding program's OpenTelemetry providers, if any.
+	Providers metrics.Providers
 
 	cfg   Config
 	log   *slog.Logger
@@ -128,7 +130,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("http-addr %s: %w", n.cfg.HTTPAddr, err)
 	}
 	nodeID := nodeName(ln.Addr().String())
-	tel, err := metrics.Setup(ctx, nodeID)
+	tel, err := metrics.Setup(ctx, nodeID, n.Providers)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("setting up telemetry: %w", err)
@@ -186,6 +188,7 @@ func (n *Node) startBroker() ([]string, func(), error) {
 		DataDir:    filepath.Join(n.cfg.DataDir, "broker"),
 		Addr:       n.cfg.KafkaAddr,
 		Partitions: n.cfg.Partitions,
+		SyncWrites: n.cfg.Embedded.SyncWrites,
 		Logger:     n.log,
 	})
 	if err != nil {
@@ -213,13 +216,17 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 	n.sup = newSupervisor(supervisorDeps{
 		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
 		kafka: consumers.KafkaConfig{
-			Brokers:          brokers,
-			Dialer:           dialer,
-			SessionTimeout:   n.cfg.SessionTimeout,
-			RebalanceTimeout: n.cfg.RebalanceTimeout(),
-			ClientID:         nodeID,
-			MemberData:       n.memberData(),
-			Logger:           n.log,
+			Brokers:           brokers,
+			Dialer:            dialer,
+			SessionTimeout:    n.cfg.SessionTimeout,
+			HeartbeatInterval: n.cfg.HeartbeatInterval,
+			RebalanceTimeout:  n.cfg.RebalanceTimeout(),
+			FetchMaxBytes:     n.cfg.Fetch.MaxBytes,
+			FetchMaxWait:      n.cfg.Fetch.MaxWait,
+			PrefetchMessages:  n.cfg.Fetch.PrefetchMessages,
+			ClientID:          nodeID,
+			MemberData:        n.memberData(),
+			Logger:            n.log,
 		},
 		dead: dq, parker: retrytopics.New(tc),
 		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
