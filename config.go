@@ -14,6 +14,19 @@ import (
 // field takes the default documented on it (see DefaultConfig).
 type Config = node.Config
 
+// The sections of Config; see the node package's documentation of each.
+type (
+	APIConfig      = node.APIConfig
+	Token          = node.Token
+	ServerTLS      = node.ServerTLS
+	KafkaSecurity  = node.KafkaSecurity
+	ClientTLS      = node.ClientTLS
+	SASL           = node.SASL
+	EmbeddedConfig = node.EmbeddedConfig
+	FetchConfig    = node.FetchConfig
+	LogConfig      = node.LogConfig
+)
+
 // DefaultConfig returns the node's defaults.
 func DefaultConfig() Config { return node.DefaultConfig() }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,9 +38,10 @@ type Node struct {
 	// Providers are the embedding program's OpenTelemetry providers, if any.
 	Providers metrics.Providers
 
-	cfg   Config
-	log   *slog.Logger
-	funcs map[string]goHandler
+	cfg    Config
+	access access
+	log    *slog.Logger
+	funcs  map[string]goHandler
 
 	mu        sync.Mutex
 	started   bool
@@ -72,7 +74,11 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Node{cfg: cfg, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
+	acc, err := loadAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, access: acc, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
 }
 
 // Register adds fn as the Go handler of spec before Run. spec must be
@@ -127,7 +133,10 @@ func (n *Node) Run(ctx context.Context) error {
 	defer closeBroker()
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("http-addr %s: %w", n.cfg.HTTPAddr, err)
+		return fmt.Errorf("httpAddr %s: %w", n.cfg.HTTPAddr, err)
+	}
+	if n.access.auth == nil && !isLoopback(n.cfg.HTTPAddr) {
+		n.log.Warn("the API is open to anyone who can reach it: no tokens, and --insecure", "addr", ln.Addr().String())
 	}
 	nodeID := nodeName(ln.Addr().String())
 	tel, err := metrics.Setup(ctx, nodeID, n.Providers)
@@ -246,8 +255,17 @@ func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGr
 		Handler: api.NewServer(n, api.ServerConfig{
 			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
 			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
+			Auth: n.access.auth, MetricsNeedToken: n.cfg.API.Metrics == MetricsToken,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         n.access.tls,
+		// A TLS handshake error from a scanner is no news.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	scheme := "http://"
+	if n.access.tls != nil {
+		ln = tls.NewListener(ln, n.access.tls)
+		scheme = "https://"
 	}
 	wg.Add(1)
 	go func() {
@@ -256,7 +274,7 @@ func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGr
 			n.log.Error("API server failed", "err", err)
 		}
 	}()
-	n.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
+	n.log.Info("Sluice API listening", "addr", scheme+ln.Addr().String(), "auth", n.access.auth != nil)
 	return srv
 }
 
