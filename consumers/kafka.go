@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/sluicehq/sluice/handlers"
 )
@@ -19,8 +20,12 @@ import (
 type KafkaConfig struct {
 	// Brokers are the bootstrap addresses, host:port.
 	Brokers []string
-	// Dialer connects to brokers; nil uses kafka-go's default dialer.
+	// Dialer connects to brokers; nil uses kafka-go's default dialer. Its
+	// TLS and SASLMechanism secure every connection, the group's too.
 	Dialer *kafka.Dialer
+	// GroupSASL is the Dialer's SASL login in franz-go's form, for the
+	// group's kgo clients; nil when the Dialer has none.
+	GroupSASL sasl.Mechanism
 	// SessionTimeout is how long the coordinator waits for a silent member
 	// before giving its partitions to others. Default 10s.
 	SessionTimeout time.Duration

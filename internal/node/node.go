@@ -38,10 +38,12 @@ type Node struct {
 	// Providers are the embedding program's OpenTelemetry providers, if any.
 	Providers metrics.Providers
 
-	cfg    Config
-	access access
-	log    *slog.Logger
-	funcs  map[string]goHandler
+	cfg      Config
+	access   access
+	kafka    kafkaAccess
+	embedded embeddedAccess
+	log      *slog.Logger
+	funcs    map[string]goHandler
 
 	mu        sync.Mutex
 	started   bool
@@ -78,7 +80,15 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, access: acc, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
+	emb, err := loadEmbeddedAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ka, err := loadKafkaAccess(cfg, emb)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, access: acc, kafka: ka, embedded: emb, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
 }
 
 // Register adds fn as the Go handler of spec before Run. spec must be
@@ -153,6 +163,10 @@ func (n *Node) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	if err := n.probeKafka(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 
 	var wg sync.WaitGroup
 	srv := n.serveAPI(ln, tel, &wg)
@@ -198,26 +212,31 @@ func (n *Node) startBroker() ([]string, func(), error) {
 		Addr:       n.cfg.KafkaAddr,
 		Partitions: n.cfg.Partitions,
 		SyncWrites: n.cfg.Embedded.SyncWrites,
+		SASL:       n.embedded.sasl,
+		TLS:        n.embedded.tls,
 		Logger:     n.log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	brokers := b.Addrs()
-	n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir)
+	n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir,
+		"tls", n.embedded.tls != nil, "sasl", n.embedded.sasl.Mechanism)
 	return brokers, b.Close, nil
 }
 
 // assemble builds the node's parts: the topics client, the registry and
 // dead-letter tables, the supervisor, the sampler and the instruments.
 func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.Telemetry) error {
-	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor})
+	tr := &kafka.Transport{DialTimeout: 5 * time.Second, IdleTimeout: time.Minute, MetadataTTL: 10 * time.Second,
+		ClientID: nodeID, TLS: n.kafka.tls, SASL: n.kafka.mech}
+	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor, Transport: tr})
 	if err != nil {
 		return err
 	}
-	dialer := &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true}
+	dialer := &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true, TLS: n.kafka.tls, SASLMechanism: n.kafka.mech}
 	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Logger: n.log})
-	dq := dlq.New(tc, brokers, n.log)
+	dq := dlq.New(tc, brokers, dialer, n.log)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, httpAddr, time.Now()
@@ -234,6 +253,7 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 			FetchMaxWait:      n.cfg.Fetch.MaxWait,
 			PrefetchMessages:  n.cfg.Fetch.PrefetchMessages,
 			ClientID:          nodeID,
+			GroupSASL:         n.kafka.group,
 			MemberData:        n.memberData(),
 			Logger:            n.log,
 		},
