@@ -956,5 +956,5 @@ func TestDashboardSignInAndRoles(t *testing.T) {
 	if err := json.Unmarshal(body, &h); code != 200 || err != nil || !h.Paused {
 		t.Fatalf("after the admin's pause: %d %s", code, body)
 	}
-	b.shot(t, "signed-in-admin.png")
+	b.shot(t, filepath.Join(artifactsDir(t), "signed-in-admin.png"))
 }
