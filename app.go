@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/node"
+	"github.com/sluicehq/sluice/metrics"
 )
 
 // Message is what a handler receives; see handlers.Message.
@@ -97,9 +98,10 @@ func Permanent(err error) error { return handlers.Permanent(err) }
 
 // App is one Sluice node, as a Go program embeds it.
 type App struct {
-	cfg Config
-	log *slog.Logger
-	n   *node.Node
+	cfg       Config
+	log       *slog.Logger
+	providers metrics.Providers
+	n         *node.Node
 }
 
 // New returns a node configured by opts over DefaultConfig. It validates
@@ -113,6 +115,7 @@ func New(opts ...Option) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.Providers = a.providers
 	a.n = n
 	return a, nil
 }

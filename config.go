@@ -4,12 +4,28 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/internal/node"
 )
 
 // Config is a node's deploy-time configuration. The zero value of each
 // field takes the default documented on it (see DefaultConfig).
 type Config = node.Config
+
+// The sections of Config; see the node package's documentation of each.
+type (
+	APIConfig      = node.APIConfig
+	Token          = node.Token
+	ServerTLS      = node.ServerTLS
+	KafkaSecurity  = node.KafkaSecurity
+	ClientTLS      = node.ClientTLS
+	SASL           = node.SASL
+	EmbeddedConfig = node.EmbeddedConfig
+	FetchConfig    = node.FetchConfig
+	LogConfig      = node.LogConfig
+)
 
 // DefaultConfig returns the node's defaults.
 func DefaultConfig() Config { return node.DefaultConfig() }
@@ -37,6 +53,19 @@ func WithKafkaAddr(addr string) Option { return func(a *App) { a.cfg.KafkaAddr =
 
 // WithSampleInterval overrides Config.SampleInterval.
 func WithSampleInterval(d time.Duration) Option { return func(a *App) { a.cfg.SampleInterval = d } }
+
+// WithMeterProvider sends Sluice's metrics to mp instead of its own
+// provider; /metrics then answers 404. Default: Sluice's own provider,
+// exported on /metrics (and over OTLP when OTEL_EXPORTER_OTLP_* say so).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(a *App) { a.providers.MeterProvider = mp }
+}
+
+// WithTracerProvider records Sluice's spans with tp instead of its own
+// provider (which exports over OTLP only when OTEL_EXPORTER_OTLP_* say so).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(a *App) { a.providers.TracerProvider = tp }
+}
 
 // WithLogger sets the logger. Default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }

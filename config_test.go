@@ -34,16 +34,16 @@ func TestOptionsCompose(t *testing.T) {
 	}
 }
 
-// Bad timeouts are refused with the flag's name.
+// Bad timeouts are refused with the key path.
 func TestConfigRejectsBadTimeouts(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config
 		want string
 	}{
-		{Config{DrainTimeout: 10 * time.Minute}, "drain-timeout"},
-		{Config{FinalCommitTimeout: 500 * time.Millisecond}, "final-commit-timeout"},
-		{Config{FinalCommitTimeout: 2 * time.Minute}, "final-commit-timeout"},
-		{Config{DrainGrace: 2 * time.Minute}, "drain-grace"},
+		{Config{DrainTimeout: 10 * time.Minute}, "drainTimeout"},
+		{Config{FinalCommitTimeout: 500 * time.Millisecond}, "finalCommitTimeout"},
+		{Config{FinalCommitTimeout: 2 * time.Minute}, "finalCommitTimeout"},
+		{Config{DrainGrace: 2 * time.Minute}, "drainGrace"},
 	} {
 		_, err := New(WithConfig(c.cfg))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

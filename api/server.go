@@ -66,8 +66,14 @@ type ServerConfig struct {
 	// Metrics, if set, serves GET /metrics.
 	Metrics http.Handler
 	// UI, if set, serves the dashboard at / (every path the API does not
-	// own).
+	// own). Its assets are open; the data it shows come from the API.
 	UI http.Handler
+	// Auth, if set, requires a bearer token on /v1/ (and on /metrics with
+	// MetricsNeedToken); nil leaves the API open. /healthz and /readyz are
+	// always open.
+	Auth *Auth
+	// MetricsNeedToken requires a token (any role) on /metrics.
+	MetricsNeedToken bool
 }
 
 // DefaultMaxPublishBytes bounds a publish request body unless configured.
@@ -88,24 +94,27 @@ func NewServer(b Backend, cfg ServerConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /v1/handlers", s.listHandlers)
-	mux.HandleFunc("GET /v1/handlers/{name}", s.getHandler)
-	mux.HandleFunc("PUT /v1/handlers/{name}", s.putHandler)
-	mux.HandleFunc("DELETE /v1/handlers/{name}", s.deleteHandler)
-	mux.HandleFunc("POST /v1/handlers/{name}/pause", s.pause(true))
-	mux.HandleFunc("POST /v1/handlers/{name}/resume", s.pause(false))
-	mux.HandleFunc("GET /v1/topics", s.listTopics)
-	mux.HandleFunc("POST /v1/topics", s.createTopic)
-	mux.HandleFunc("POST /v1/topics/{topic}/messages", s.publish)
-	mux.HandleFunc("GET /v1/handlers/{name}/dlq", s.listDLQ)
-	mux.HandleFunc("GET /v1/handlers/{name}/dlq/{id}", s.getDLQ)
-	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", s.discardOne)
-	mux.HandleFunc("POST /v1/handlers/{name}/dlq/replay", s.dlqAction(true))
-	mux.HandleFunc("POST /v1/handlers/{name}/dlq/purge", s.dlqAction(false))
-	mux.HandleFunc("GET /v1/overview", s.overview)
-	mux.HandleFunc("GET /v1/fleet", s.fleet)
-	mux.HandleFunc("GET /v1/handlers/{name}/series", s.series)
-	mux.HandleFunc("GET /v1/handlers/{name}/partitions", s.partitions)
+	// Roles: viewer reads, publisher also publishes, admin changes.
+	v, p, a := RoleViewer, RolePublisher, RoleAdmin
+	mux.HandleFunc("GET /v1/whoami", s.need(v, s.whoami))
+	mux.HandleFunc("GET /v1/handlers", s.need(v, s.listHandlers))
+	mux.HandleFunc("GET /v1/handlers/{name}", s.need(v, s.getHandler))
+	mux.HandleFunc("PUT /v1/handlers/{name}", s.need(a, s.putHandler))
+	mux.HandleFunc("DELETE /v1/handlers/{name}", s.need(a, s.deleteHandler))
+	mux.HandleFunc("POST /v1/handlers/{name}/pause", s.need(a, s.pause(true)))
+	mux.HandleFunc("POST /v1/handlers/{name}/resume", s.need(a, s.pause(false)))
+	mux.HandleFunc("GET /v1/topics", s.need(v, s.listTopics))
+	mux.HandleFunc("POST /v1/topics", s.need(a, s.createTopic))
+	mux.HandleFunc("POST /v1/topics/{topic}/messages", s.need(p, s.publish))
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq", s.need(v, s.listDLQ))
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/{id}", s.need(v, s.getDLQ))
+	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", s.need(a, s.discardOne))
+	mux.HandleFunc("POST /v1/handlers/{name}/dlq/replay", s.need(a, s.dlqAction(true)))
+	mux.HandleFunc("POST /v1/handlers/{name}/dlq/purge", s.need(a, s.dlqAction(false)))
+	mux.HandleFunc("GET /v1/overview", s.need(v, s.overview))
+	mux.HandleFunc("GET /v1/fleet", s.need(v, s.fleet))
+	mux.HandleFunc("GET /v1/handlers/{name}/series", s.need(v, s.series))
+	mux.HandleFunc("GET /v1/handlers/{name}/partitions", s.need(v, s.partitions))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no API route %s %s", r.Method, r.URL.Path))
 	})
@@ -132,6 +141,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusInternalServerError, fmt.Errorf("internal error"))
 		}
 	}()
+	if s.cfg.Auth != nil && (strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics" && s.cfg.MetricsNeedToken) {
+		var ok bool
+		if r, ok = s.cfg.Auth.authenticate(w, r); !ok {
+			return
+		}
+	}
 	if s.cfg.Propagator != nil {
 		r = r.WithContext(s.cfg.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 	}

@@ -7,6 +7,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,9 +15,13 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sluicehq/sluice/topics"
 )
@@ -41,8 +46,20 @@ type Config struct {
 	// default: acknowledged data is in the OS page cache, which survives a
 	// process crash (kill -9) but not a power loss.
 	SyncWrites bool
+	// SASL, when its Mechanism is set (PLAIN, SCRAM-SHA-256 or
+	// SCRAM-SHA-512), is required of every client: User with Password is
+	// the one account, a superuser.
+	SASL SASL
+	// TLS, when set, makes the broker speak only TLS, with this server
+	// configuration.
+	TLS *tls.Config
 	// Logger receives the broker's warnings. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// SASL is the embedded broker's one account.
+type SASL struct {
+	Mechanism, User, Password string
 }
 
 // Embedded is a running embedded broker.
@@ -106,19 +123,39 @@ func Start(cfg Config) (*Embedded, error) {
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
 	}
+	if cfg.SASL.Mechanism != "" {
+		switch cfg.SASL.Mechanism {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			return nil, fmt.Errorf("embedded broker: SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.SASL.Mechanism)
+		}
+		if cfg.SASL.User == "" || cfg.SASL.Password == "" {
+			return nil, errors.New("embedded broker: SASL needs a user and a password")
+		}
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(cfg.SASL.Mechanism, cfg.SASL.User, cfg.SASL.Password))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	e := &Embedded{c: c, addrs: c.ListenAddrs(), cfg: cfg, watchDone: make(chan struct{})}
 	c.ControlKey(int16(kmsg.Metadata), e.createOnMetadata)
+	if cfg.SASL.Mechanism != "" {
+		if err := e.advertiseHandshakeV0(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+	}
 	w := newGroupWatch(cfg.Logger)
 	for _, k := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit, kmsg.LeaveGroup} {
 		c.ControlKey(int16(k), w.observe)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stopWatch = cancel
-	go func() { defer close(e.watchDone); w.run(ctx, e.addrs) }()
+	go func() { defer close(e.watchDone); w.run(ctx, e.ownClientOpts()) }()
 	return e, nil
 }
 
@@ -188,4 +225,66 @@ func (s slogLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
 	case kfake.LogLevelWarn:
 		s.l.Debug("broker: " + fmt.Sprintf(msg, args...))
 	}
+}
+
+// ownClientOpts are the options of a franz-go client of this broker's own
+// (the group watch, the ApiVersions probe): its TLS and its account.
+func (e *Embedded) ownClientOpts() []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(e.addrs...)}
+	if e.cfg.TLS != nil {
+		// Our own listener: no need to check the certificate we serve.
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{InsecureSkipVerify: true})) //nolint:gosec
+	}
+	a := e.cfg.SASL
+	switch a.Mechanism {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: a.User, Pass: a.Password}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: a.User, Pass: a.Password}.AsSha256Mechanism()))
+	default:
+		opts = append(opts, kgo.SASL(scram.Auth{User: a.User, Pass: a.Password}.AsSha512Mechanism()))
+	}
+	return opts
+}
+
+// advertiseHandshakeV0 makes SASL work for librdkafka before 2.10 (kcat,
+// and the clients built on it): they log in only with a broker that lists
+// SaslHandshake v0, which kfake (like Kafka 4) no longer does, and then use
+// v1 anyway. To librdkafka alone, the broker's ApiVersions answer lists
+// SaslHandshake from v0; every other client sees kfake's own answer.
+func (e *Embedded) advertiseHandshakeV0() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(e.ownClientOpts()...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.Version = 3
+	req.ClientSoftwareName, req.ClientSoftwareVersion = "sluice", "1"
+	own, err := cl.Broker(0).Request(ctx, req)
+	if err != nil {
+		return fmt.Errorf("reading the broker's own ApiVersions: %w", err)
+	}
+	base := own.(*kmsg.ApiVersionsResponse)
+	e.c.ControlKey(int16(kmsg.ApiVersions), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		e.c.KeepControl()
+		req, ok := r.(*kmsg.ApiVersionsRequest)
+		if !ok || req.Version != 3 || req.ClientSoftwareName != "librdkafka" {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
+		resp.ApiKeys = append([]kmsg.ApiVersionsResponseApiKey(nil), base.ApiKeys...)
+		for i := range resp.ApiKeys {
+			if resp.ApiKeys[i].ApiKey == int16(kmsg.SASLHandshake) {
+				resp.ApiKeys[i].MinVersion = 0
+			}
+		}
+		resp.SupportedFeatures, resp.FinalizedFeatures = base.SupportedFeatures, base.FinalizedFeatures
+		resp.FinalizedFeaturesEpoch = base.FinalizedFeaturesEpoch
+		return resp, nil, true
+	})
+	return nil
 }

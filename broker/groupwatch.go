@@ -102,8 +102,8 @@ func (w *groupWatch) member(group, id string, now time.Time) *memberSeen {
 }
 
 // run checks the groups every second until ctx is done.
-func (w *groupWatch) run(ctx context.Context, addrs []string) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ClientID("sluice-embedded-groupwatch"))
+func (w *groupWatch) run(ctx context.Context, opts []kgo.Opt) {
+	cl, err := kgo.NewClient(append(opts, kgo.ClientID("sluice-embedded-groupwatch"))...)
 	if err != nil {
 		w.log.Error("embedded broker: group watch not started", "err", err)
 		return

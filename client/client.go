@@ -31,8 +31,9 @@ const maxErrorBody = 1 << 20
 
 // Client calls one Sluice node's HTTP API. It is safe for concurrent use.
 type Client struct {
-	base string // absolute http(s) URL without a trailing slash
-	hc   *http.Client
+	base  string // absolute http(s) URL without a trailing slash
+	hc    *http.Client
+	token string
 }
 
 // Option changes how New builds a Client.
@@ -48,6 +49,10 @@ func WithHTTPClient(hc *http.Client) Option {
 		}
 	}
 }
+
+// WithToken sends token as the bearer token of every request (the API's
+// api.tokens). Empty sends none.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // New returns a Client for the API at baseURL, an absolute http or https
 // URL such as "http://127.0.0.1:8080". A path in baseURL is kept as a
@@ -283,6 +288,9 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		return nil, fmt.Errorf("building %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

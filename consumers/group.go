@@ -103,6 +103,7 @@ func newMember(cfg KafkaConfig, group string, topics []string) (*member, error) 
 		tr := &kafka.Transport{ClientID: cfg.ClientID, IdleTimeout: 5 * cfg.SessionTimeout}
 		if cfg.Dialer != nil {
 			tr.Dial = cfg.Dialer.DialFunc
+			tr.TLS, tr.SASL = cfg.Dialer.TLS, cfg.Dialer.SASLMechanism
 			if tr.ClientID == "" {
 				tr.ClientID = cfg.Dialer.ClientID
 			}
@@ -117,8 +118,17 @@ func newMember(cfg KafkaConfig, group string, topics []string) (*member, error) 
 		if cfg.ClientID != "" {
 			opts = append(opts, kgo.ClientID(cfg.ClientID))
 		}
-		if cfg.Dialer != nil {
+		if cfg.Dialer != nil && cfg.Dialer.DialFunc != nil {
 			opts = append(opts, kgo.Dialer(cfg.Dialer.DialFunc))
+		}
+		if cfg.Dialer != nil && cfg.Dialer.TLS != nil {
+			if cfg.Dialer.DialFunc != nil {
+				return nil, fmt.Errorf("group %s: a Dialer with both DialFunc and TLS", group)
+			}
+			opts = append(opts, kgo.DialTLSConfig(cfg.Dialer.TLS.Clone()))
+		}
+		if cfg.GroupSASL != nil {
+			opts = append(opts, kgo.SASL(cfg.GroupSASL))
 		}
 		c, err := kgo.NewClient(opts...)
 		if err != nil {

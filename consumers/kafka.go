@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/sluicehq/sluice/handlers"
 )
@@ -19,8 +20,12 @@ import (
 type KafkaConfig struct {
 	// Brokers are the bootstrap addresses, host:port.
 	Brokers []string
-	// Dialer connects to brokers; nil uses kafka-go's default dialer.
+	// Dialer connects to brokers; nil uses kafka-go's default dialer. Its
+	// TLS and SASLMechanism secure every connection, the group's too.
 	Dialer *kafka.Dialer
+	// GroupSASL is the Dialer's SASL login in franz-go's form, for the
+	// group's kgo clients; nil when the Dialer has none.
+	GroupSASL sasl.Mechanism
 	// SessionTimeout is how long the coordinator waits for a silent member
 	// before giving its partitions to others. Default 10s.
 	SessionTimeout time.Duration
@@ -59,13 +64,21 @@ type KafkaConfig struct {
 	Logger *slog.Logger
 }
 
+// The defaults of KafkaConfig's tuning, applied by withDefaults.
+const (
+	DefaultHeartbeatInterval = time.Second
+	DefaultFetchMaxBytes     = 1 << 20
+	DefaultFetchMaxWait      = 250 * time.Millisecond
+	DefaultPrefetchMessages  = 256
+)
+
 func (c *KafkaConfig) withDefaults() KafkaConfig {
 	out := *c
 	if out.SessionTimeout == 0 {
 		out.SessionTimeout = DefaultSessionTimeout
 	}
 	if out.HeartbeatInterval == 0 {
-		out.HeartbeatInterval = time.Second
+		out.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if out.RebalanceTimeout == 0 {
 		out.RebalanceTimeout = 35 * time.Second
@@ -77,13 +90,13 @@ func (c *KafkaConfig) withDefaults() KafkaConfig {
 		out.PartitionWatchInterval = 10 * time.Second
 	}
 	if out.FetchMaxBytes == 0 {
-		out.FetchMaxBytes = 1 << 20
+		out.FetchMaxBytes = DefaultFetchMaxBytes
 	}
 	if out.FetchMaxWait == 0 {
-		out.FetchMaxWait = 250 * time.Millisecond
+		out.FetchMaxWait = DefaultFetchMaxWait
 	}
 	if out.PrefetchMessages == 0 {
-		out.PrefetchMessages = 256
+		out.PrefetchMessages = DefaultPrefetchMessages
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

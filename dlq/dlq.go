@@ -64,14 +64,16 @@ type Queue struct {
 	ScanLimit int64
 }
 
-// New returns a queue; Run must be running for states to be read.
-func New(tc *topics.Client, brokers []string, log *slog.Logger) *Queue {
+// New returns a queue; Run must be running for states to be read. dialer
+// (nil for kafka-go's default) reads the state table: it carries the
+// connections' TLS and SASL.
+func New(tc *topics.Client, brokers []string, dialer *kafka.Dialer, log *slog.Logger) *Queue {
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Queue{
 		tc:        tc,
-		states:    ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Topic: StateTopic, Logger: log}),
+		states:    ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Topic: StateTopic, Logger: log}),
 		log:       log,
 		ScanLimit: 20000,
 	}

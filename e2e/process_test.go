@@ -71,6 +71,11 @@ type serveOpts struct {
 	dataDir, kafkaAddr, httpAddr, brokers string
 	// extra flags, after the defaults (a later flag wins).
 	extra []string
+	// env is added to the test's environment.
+	env []string
+	// caFile, when set, means the API serves HTTPS with a certificate this
+	// CA signed.
+	caFile string
 }
 
 func serve(t *testing.T, o serveOpts) *proc {
@@ -84,6 +89,7 @@ func serve(t *testing.T, o serveOpts) *proc {
 	}
 	args = append(args, o.extra...)
 	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), o.env...)
 	p := &proc{cmd: cmd, httpAddr: o.httpAddr, log: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = &lockedWriter{w: p.log}
 	cmd.Stderr = cmd.Stdout
@@ -97,16 +103,25 @@ func serve(t *testing.T, o serveOpts) *proc {
 			t.Logf("log of node %s:\n%s", o.httpAddr, p.logText())
 		}
 	})
+	hc, scheme := http.DefaultClient, "http://"
+	if o.caFile != "" {
+		hc, scheme = httpsClient(t, o.caFile), "https://"
+	}
 	testkit.Eventually(t, 60*time.Second, func() bool {
-		resp, err := http.Get("http://" + o.httpAddr + "/readyz")
+		resp, err := hc.Get(scheme + o.httpAddr + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}, "node %s ready; log:\n%s", o.httpAddr, p.logText())
+	}, "node %s ready; log:\n%s", o.httpAddr, lazyLog{p})
 	return p
 }
+
+// lazyLog prints a node's log when a failure message is formatted.
+type lazyLog struct{ p *proc }
+
+func (l lazyLog) String() string { return l.p.logText() }
 
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)

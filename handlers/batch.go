@@ -166,6 +166,9 @@ func (h *HTTPInvoker) InvokeBatch(ctx context.Context, ms []*Message) error {
 	req.Header["Ce-Id"] = []string{ms[0].ID() + "+" + strconv.Itoa(len(ms))}
 	req.Header["Sluice-Batch-Size"] = []string{strconv.Itoa(len(ms))}
 	traceContext.Inject(ctx, propagationCarrier(req.Header))
+	if err := h.setSignature(req, req.Header["Ce-Id"][0], body); err != nil {
+		return err
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

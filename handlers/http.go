@@ -43,6 +43,7 @@ type HTTPInvoker struct {
 	url     string
 	headers http.Header
 	client  *http.Client
+	signer  *signer // nil when the handler has no signing secret
 }
 
 // NewHTTPInvoker returns an invoker for spec, with a keep-alive pool sized for
@@ -63,7 +64,30 @@ func NewHTTPInvoker(spec *HTTPSpec, maxConns int) *HTTPInvoker {
 	// Redirects are answers, not detours: following a 302 would turn the
 	// POST into a bodiless GET that looks like success.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &HTTPInvoker{url: spec.URL, headers: h, client: &http.Client{Transport: tr, CheckRedirect: noRedirect}}
+	inv := &HTTPInvoker{url: spec.URL, headers: h, client: &http.Client{Transport: tr, CheckRedirect: noRedirect}}
+	if spec.Signing != nil {
+		inv.signer = newSigner(spec.Signing.SecretRef)
+	}
+	return inv
+}
+
+// CheckSigning reports whether the handler's signing secret, if it has
+// one, can be read on this node.
+func (h *HTTPInvoker) CheckSigning() error {
+	if h.signer == nil {
+		return nil
+	}
+	_, err := h.signer.load()
+	return err
+}
+
+// setSignature signs the request last, so that nothing (a configured
+// header included) can replace the signature headers.
+func (h *HTTPInvoker) setSignature(req *http.Request, id string, body []byte) error {
+	if h.signer == nil {
+		return nil
+	}
+	return h.signer.sign(req.Header, id, body)
 }
 
 // Close releases idle connections.
@@ -85,6 +109,12 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 	// The consumer span's context, when there is one, replaces whatever
 	// traceparent the message carried.
 	traceContext.Inject(ctx, propagationCarrier(req.Header))
+	// A secret that cannot be read is the node's problem, not the
+	// message's: a retryable failure, so nothing is dead-lettered for good
+	// before an operator fixes it.
+	if err := h.setSignature(req, m.ID(), m.Value); err != nil {
+		return err
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -154,7 +184,7 @@ func setEventHeaders(h http.Header, m *Message) {
 func protectedHeader(k string) bool {
 	switch strings.ToLower(k) {
 	case "ce-id", "ce-specversion", "sluice-key", "sluice-key-base64", "sluice-attempt", "sluice-partition", "sluice-offset",
-		"traceparent", "tracestate":
+		"traceparent", "tracestate", "webhook-id", "webhook-timestamp", "webhook-signature":
 		return true
 	}
 	return false

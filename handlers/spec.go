@@ -94,6 +94,9 @@ type HTTPSpec struct {
 	Timeout Duration `json:"timeout,omitempty" sluice:"nonzero"`
 	// Headers are added to every request.
 	Headers map[string]string `json:"headers,omitempty"`
+	// Signing, when set, signs every request with Standard Webhooks
+	// headers (webhook-id, webhook-timestamp, webhook-signature).
+	Signing *SigningSpec `json:"signing,omitempty"`
 }
 
 // GoSpec selects the Go function registered under the handler's name.
@@ -186,6 +189,11 @@ func (s *Spec) Validate() error {
 		for k := range s.HTTP.Headers {
 			if !validHeaderName(k) {
 				return &FieldError{Field: "http.headers." + k, Msg: "is not a valid HTTP header name"}
+			}
+		}
+		if s.HTTP.Signing != nil {
+			if err := s.HTTP.Signing.validate(); err != nil {
+				return err
 			}
 		}
 	}

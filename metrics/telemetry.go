@@ -48,9 +48,38 @@ func OTLPConfigured(signal string) bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
 }
 
+// Providers are an embedding program's own OpenTelemetry providers. A nil
+// field keeps Sluice's own: a meter provider behind /metrics (and OTLP when
+// configured), a tracer provider that exports over OTLP when configured.
+type Providers struct {
+	// MeterProvider receives every Sluice instrument. /metrics then serves
+	// nothing of Sluice's (404): the program exports its metrics its way.
+	MeterProvider metric.MeterProvider
+	// TracerProvider records Sluice's consumer and producer spans.
+	TracerProvider trace.TracerProvider
+}
+
 // Setup builds the providers for one node. Each node gets its own registry,
 // so several nodes can live in one process (as in tests).
-func Setup(ctx context.Context, nodeID string) (*Telemetry, error) {
+func Setup(ctx context.Context, nodeID string, ext Providers) (*Telemetry, error) {
+	t, err := setup(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	if ext.MeterProvider != nil {
+		t.Meter = ext.MeterProvider.Meter("github.com/sluicehq/sluice")
+		t.MetricsHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "this node's metrics go to its program's own OpenTelemetry meter provider", http.StatusNotFound)
+		})
+	}
+	if ext.TracerProvider != nil {
+		t.Tracer = ext.TracerProvider.Tracer("github.com/sluicehq/sluice")
+		t.Recording = true
+	}
+	return t, nil
+}
+
+func setup(ctx context.Context, nodeID string) (*Telemetry, error) {
 	// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, win.
 	res, err := resource.New(ctx, resource.WithAttributes(
 		attribute.String("service.name", "sluice"),

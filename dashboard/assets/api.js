@@ -7,8 +7,25 @@ export class APIError extends Error {
   }
 }
 
+// The API token, when the node requires one, is kept for this tab's
+// session only (sessionStorage): closing the tab forgets it.
+const TOKEN_KEY = "sluice.token";
+export const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
+export function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// onUnauthorized is called when the node answers 401 (no token, or a bad
+// one); app.js asks for a token.
+let unauthorized = () => {};
+export function onUnauthorized(fn) {
+  unauthorized = fn;
+}
+
 export async function api(method, path, body, signal) {
   const init = { method, signal, cache: "no-store", headers: { Accept: "application/json" } };
+  if (token()) init.headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -27,6 +44,7 @@ export async function api(method, path, body, signal) {
   } catch {
     // Not JSON: a proxy's error page, say. Reported below.
   }
+  if (res.status === 401) unauthorized();
   if (!res.ok) {
     let msg = data && data.error ? data.error : text.trim().slice(0, 200) || res.statusText;
     if (data && data.field && !msg.startsWith(data.field)) msg = `${data.field}: ${msg}`;

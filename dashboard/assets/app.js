@@ -4,7 +4,7 @@
 // requests and timers. Routing uses the history API: the server answers
 // every page path with this app.
 
-import { get } from "/api.js";
+import { APIError, get, onUnauthorized, setToken, token } from "/api.js";
 import { drawStatus, showNode } from "/live.js";
 import { h } from "/ui.js";
 import { overviewPage } from "/pages/overview.js";
@@ -71,6 +71,53 @@ document.addEventListener("click", (ev) => {
 });
 
 window.addEventListener("popstate", render);
+
+// Sign-in: a 401 from any request opens the token dialog; a token that
+// works is kept for the tab's session and the page starts over with it.
+let asking = false;
+function askToken(message) {
+  if (asking) return;
+  asking = true;
+  const dlg = document.getElementById("login");
+  const err = document.getElementById("login-error");
+  err.hidden = !message;
+  err.textContent = message || "";
+  dlg.showModal();
+  document.getElementById("login-token").focus();
+}
+onUnauthorized(() => askToken(token() ? "That token is not valid (or no longer is)." : ""));
+document.getElementById("login").addEventListener("cancel", (ev) => ev.preventDefault());
+document.getElementById("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const t = document.getElementById("login-token").value.trim();
+  setToken(t);
+  try {
+    await get("/v1/whoami");
+  } catch (e) {
+    const err = document.getElementById("login-error");
+    err.hidden = false;
+    err.textContent = e instanceof APIError && e.status === 401 ? "That token is not valid." : e.message;
+    return;
+  }
+  location.reload();
+});
+document.getElementById("signout").addEventListener("click", () => {
+  setToken("");
+  location.reload();
+});
+
+// The role decides which actions are shown (see app.css, data-need).
+get("/v1/whoami")
+  .then((w) => {
+    document.body.dataset.role = w.role;
+    if (w.auth) {
+      document.getElementById("whoami-role").textContent = w.role;
+      document.getElementById("whoami").hidden = false;
+    }
+  })
+  .catch(() => {
+    // A 401 opened the sign-in dialog; other failures show in the pages.
+  });
 
 drawStatus();
 render();

@@ -440,6 +440,8 @@ func artifactsDir(t *testing.T) string {
 type node struct {
 	base    string
 	brokers []string
+	// token, when set, is sent as the bearer token of do.
+	token string
 	// stop stops the node and waits for it; safe to call twice.
 	stop func()
 }
@@ -491,6 +493,9 @@ func (n *node) do(method, path, body string) (int, []byte, error) {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if n.token != "" {
+		req.Header.Set("Authorization", "Bearer "+n.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -908,4 +913,67 @@ func (b *browser) numIs(testid string, v float64) string {
 
 func (b *browser) stateIs(testid, state string) string {
 	return fmt.Sprintf(`document.querySelector('[data-testid="%s"]')?.dataset.state === %q`, testid, state)
+}
+
+// TestDashboardSignInAndRoles runs a node that requires tokens: the
+// dashboard asks for one, refuses a wrong one, keeps a good one for the
+// tab's session, and shows only what the token's role may do: a viewer sees
+// no pause button and no publish form; an admin pauses the handler.
+func TestDashboardSignInAndRoles(t *testing.T) {
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("the dashboard test needs Chromium at %s (apt-get install chromium): %v", chromium, err)
+	}
+	const viewerTok, adminTok = "viewer-token-0123456789", "admin-token-0123456789ab"
+	n := startNode(t, sluice.WithConfig(sluice.Config{API: sluice.APIConfig{Tokens: []sluice.Token{
+		{Name: "watcher", Role: "viewer", Token: viewerTok},
+		{Name: "ops", Role: "admin", Token: adminTok},
+	}}}))
+	n.token = adminTok
+	ep := newEndpoint(t)
+	n.apply(t, fmt.Sprintf(`{"name":"orders","topic":"orders","http":{"url":%q}}`, ep.URL))
+	n.token = ""
+	if code, _, _ := n.do("GET", "/v1/handlers", ""); code != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/handlers without a token: %d, want 401", code)
+	}
+
+	b := startBrowser(t, n.base)
+	b.open(t, "/handlers/orders")
+	b.waitFor(t, 10*time.Second, `document.getElementById("login").open`, "the sign-in dialog")
+	b.fill(t, "login-token", "wrong-token-000000000")
+	b.click(t, "login-submit")
+	b.waitFor(t, 10*time.Second, `document.querySelector('[data-testid="login-error"]').textContent === "That token is not valid."`, "the dialog to refuse a wrong token")
+
+	b.fill(t, "login-token", viewerTok)
+	b.click(t, "login-submit")
+	b.waitFor(t, 10*time.Second, `document.body.dataset.role === "viewer" && !document.getElementById("login").open`, "signed in as viewer")
+	b.waitFor(t, 10*time.Second, `document.querySelector("main").dataset.loaded === "handler"`, "the handler page")
+	if got := b.text(t, "whoami-role"); got != "viewer" {
+		t.Fatalf("header role %q, want viewer", got)
+	}
+	hidden := func(testid string) string {
+		return `(() => { const e = document.querySelector('[data-testid="` + testid + `"]'); return e !== null && e.offsetParent === null; })()`
+	}
+	b.waitFor(t, 10*time.Second, hidden("pause-button")+" && "+hidden("resume-button"), "no pause or resume button for a viewer")
+	// The token survives a reload (the tab's session).
+	b.open(t, "/topics")
+	b.waitFor(t, 10*time.Second, `document.body.dataset.role === "viewer"`, "still signed in after a reload")
+	b.waitFor(t, 10*time.Second, `document.querySelector('[data-testid="topic-messages-orders"]') !== null`, "the topics page's data")
+	b.waitFor(t, 10*time.Second, hidden("publish-form"), "no publish form for a viewer")
+
+	b.click(t, "signout")
+	b.waitFor(t, 10*time.Second, `document.getElementById("login").open`, "the sign-in dialog after signing out")
+	b.fill(t, "login-token", adminTok)
+	b.click(t, "login-submit")
+	b.waitFor(t, 10*time.Second, `document.body.dataset.role === "admin"`, "signed in as admin")
+	b.open(t, "/handlers/orders")
+	b.waitFor(t, 10*time.Second, `document.body.dataset.role === "admin"`, "admin after navigating")
+	b.click(t, "pause-button")
+	b.waitFor(t, 10*time.Second, b.stateIs("handler-state", "paused"), "the handler paused by the admin")
+	n.token = viewerTok
+	var h api.Handler
+	code, body, _ := n.do("GET", "/v1/handlers/orders", "")
+	if err := json.Unmarshal(body, &h); code != 200 || err != nil || !h.Paused {
+		t.Fatalf("after the admin's pause: %d %s", code, body)
+	}
+	b.shot(t, filepath.Join(artifactsDir(t), "signed-in-admin.png"))
 }

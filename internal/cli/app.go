@@ -77,7 +77,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCmd(env), newHealthcheckCmd())
+	root.AddCommand(newServeCmd(env), newConfigCmd(env), newHealthcheckCmd())
 	addClientCommands(root, env)
 	return root
 }

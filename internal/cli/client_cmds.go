@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,6 +28,9 @@ func addClientCommands(root *cobra.Command, env Env) {
 		}
 	}
 	root.PersistentFlags().StringVar(&conn.server, "server", def, "URL of the Sluice API to call (env SLUICE_SERVER)")
+	root.PersistentFlags().StringVar(&conn.token, "token", "", "bearer token for the API (env SLUICE_TOKEN; the flag shows in ps, the variable does not)")
+	root.PersistentFlags().StringVar(&conn.cacert, "cacert", "", "PEM file of the CA that signs the API's certificate, for an https --server (env SLUICE_CACERT)")
+	conn.getenv = env.Getenv
 
 	root.AddCommand(
 		newHandlerCmd(env, conn),
@@ -37,12 +44,37 @@ func addClientCommands(root *cobra.Command, env Env) {
 // apiConn is how a command reaches the API: the --server flag, read when
 // the command runs.
 type apiConn struct {
-	server string
+	server, token, cacert string
+	getenv                func(string) string
 }
 
-// client returns a client for --server; a bad URL is a usage error.
+// client returns a client for --server with --token and --cacert (or
+// their variables); a bad URL or CA file is a usage error.
 func (a *apiConn) client() (*client.Client, error) {
-	c, err := client.New(a.server)
+	token, cacert := a.token, a.cacert
+	if a.getenv != nil {
+		if token == "" {
+			token = a.getenv("SLUICE_TOKEN")
+		}
+		if cacert == "" {
+			cacert = a.getenv("SLUICE_CACERT")
+		}
+	}
+	opts := []client.Option{client.WithToken(strings.TrimSpace(token))}
+	if cacert != "" {
+		pem, err := os.ReadFile(cacert)
+		if err != nil {
+			return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--cacert: %w", err)}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--cacert: %s holds no PEM certificate", cacert)}
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opts = append(opts, client.WithHTTPClient(&http.Client{Timeout: client.DefaultTimeout, Transport: tr}))
+	}
+	c, err := client.New(a.server, opts...)
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--server: %w", err)}
 	}

@@ -190,7 +190,9 @@ func TestYAMLQuotesWhatWouldChangeType(t *testing.T) {
 		"        y\n" +
 		"      f-plain: text\n" +
 		"  ordering: key\n" +
-		"  concurrency: 16\n" +
+		"  concurrency:\n" +
+		"    min: 1\n" +
+		"    max: 256\n" +
 		"  maxInFlightBytes: 67108864\n" +
 		"  startFrom: earliest\n" +
 		"  timeout: 30s\n" +
@@ -208,6 +210,10 @@ func TestYAMLQuotesWhatWouldChangeType(t *testing.T) {
 		"    window: 10s\n" +
 		"  deadLetter:\n" +
 		"    topic: tricky.dlq\n" +
+		"  scaling:\n" +
+		"    maxAge: 1m0s\n" +
+		"    minNodes: 1\n" +
+		"    maxNodes: 10\n" +
 		"paused: false\n" +
 		"version: 1\n" +
 		"updatedAt: \"2026-03-01T12:00:00Z\"\n"

@@ -256,6 +256,9 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	}
 	if s.DeadLetter != nil {
 		row("Dead letters", s.DeadLetter.Topic)
+		if sc := s.Scaling; sc != nil {
+			row("Scaling", fmt.Sprintf("oldest under %s, %d..%d nodes", sc.MaxAge.D(), sc.Min(), sc.MaxNodes))
+		}
 	}
 	row("Paused", h.Paused)
 	row("Version", h.Version)

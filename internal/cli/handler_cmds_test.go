@@ -29,8 +29,8 @@ startFrom: latest
 
 // The bodies the two specs must be sent as: normalized, defaults filled in.
 var twoSpecBodies = []string{
-	`{"name":"orders-audit","topic":"orders","http":{"url":"http://audit.internal/hook","headers":{"x-team":"payments"}},"ordering":"key","concurrency":16,"maxInFlightBytes":67108864,"startFrom":"earliest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-audit.dlq"}}`,
-	`{"name":"orders-mail","topic":"orders","go":{},"ordering":"partition","concurrency":4,"maxInFlightBytes":67108864,"startFrom":"latest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-mail.dlq"}}`,
+	`{"name":"orders-audit","topic":"orders","http":{"url":"http://audit.internal/hook","headers":{"x-team":"payments"}},"ordering":"key","concurrency":{"min":1,"max":256},"maxInFlightBytes":67108864,"startFrom":"earliest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-audit.dlq"},"scaling":{"maxAge":"1m0s","minNodes":1,"maxNodes":10}}`,
+	`{"name":"orders-mail","topic":"orders","go":{},"ordering":"partition","concurrency":4,"maxInFlightBytes":67108864,"startFrom":"latest","timeout":"30s","retry":{"maxAttempts":5,"initialBackoff":"200ms","maxBackoff":"1m0s","multiplier":2,"jitter":"full","mode":"inPlace"},"breaker":{"failureRatio":0.5,"minRequests":20,"openFor":"30s","window":"10s"},"deadLetter":{"topic":"orders-mail.dlq"},"scaling":{"maxAge":"1m0s","minNodes":1,"maxNodes":10}}`,
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -189,9 +189,9 @@ func TestHandlerList(t *testing.T) {
 
 	r := run(t, f.URL, "", "handler", "list")
 	want := "" +
-		"NAME           TOPIC    INVOKER                      ORDERING    CONCURRENCY   STATE     LAG\n" +
-		"orders-audit   orders   http://audit.internal/hook   key         16            running   42\n" +
-		"orders-mail    orders   go                           partition   4             paused    -\n"
+		"NAME           TOPIC    INVOKER                      ORDERING    CONCURRENCY         STATE     LAG\n" +
+		"orders-audit   orders   http://audit.internal/hook   key         1..256 (adaptive)   running   42\n" +
+		"orders-mail    orders   go                           partition   4                   paused    -\n"
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("code %d, stdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
 	}
@@ -236,11 +236,12 @@ func TestHandlerGet(t *testing.T) {
 		"URL:             http://audit.internal/hook\n" +
 		"Headers:         x-team=payments\n" +
 		"Ordering:        key\n" +
-		"Concurrency:     16\n" +
+		"Concurrency:     1..256 (adaptive)\n" +
 		"Start from:      earliest\n" +
 		"Timeout:         30s\n" +
 		"Retry:           5 attempts, backoff 200ms to 1m0s x2, full jitter, inPlace\n" +
 		"Dead letters:    orders-audit.dlq\n" +
+		"Scaling:         oldest under 1m0s, 1..10 nodes\n" +
 		"Paused:          false\n" +
 		"Version:         1\n" +
 		"Updated:         2026-03-01T12:00:00Z\n" +

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"reflect"
 	"strings"
@@ -57,6 +61,138 @@ type Config struct {
 	// ScalerAddr, when set, is where KEDA's external-scaler gRPC service
 	// listens (package scaler). Default: not served.
 	ScalerAddr string `yaml:"scalerAddr"`
+	// HeartbeatInterval is how often a node checks in with each handler's
+	// group. Default 1s; less than a third of SessionTimeout.
+	HeartbeatInterval time.Duration `yaml:"heartbeatInterval"`
+	// FixedRebalanceTimeout, when set, replaces the derived rebalance timeout
+	// (see Config.RebalanceTimeout); it may not be shorter than the drain,
+	// the grace and the final commit together.
+	FixedRebalanceTimeout time.Duration `yaml:"rebalanceTimeout"`
+	// Fetch tunes reading from Kafka.
+	Fetch FetchConfig `yaml:"fetch"`
+	// Insecure lets the API listen on a non-loopback address without
+	// tokens (anyone who reaches it may do anything). Default false.
+	Insecure bool `yaml:"insecure"`
+	// API secures the API and the dashboard: TLS and bearer tokens.
+	API APIConfig `yaml:"api"`
+	// Kafka secures the connections to Brokers: TLS and SASL.
+	Kafka KafkaSecurity `yaml:"kafka"`
+	// Embedded configures the embedded broker's own listener.
+	Embedded EmbeddedConfig `yaml:"embedded"`
+	// Log is read by `sluice serve`; a Go program passes its own logger.
+	Log LogConfig `yaml:"log"`
+}
+
+// FetchConfig tunes each partition reader.
+type FetchConfig struct {
+	// MaxBytes bounds one fetch from a partition. Default 1 MiB.
+	MaxBytes int `yaml:"maxBytes"`
+	// MaxWait is the longest a fetch waits for new data. Default 250ms.
+	MaxWait time.Duration `yaml:"maxWait"`
+	// PrefetchMessages is how many messages each partition reader buffers
+	// ahead of the engine. Default 256.
+	PrefetchMessages int `yaml:"prefetchMessages"`
+}
+
+// APIConfig secures the API, the dashboard and /metrics.
+type APIConfig struct {
+	// TLS serves HTTPS from these files when both are set.
+	TLS ServerTLS `yaml:"tls"`
+	// Tokens are the bearer tokens the API accepts. With none (here and in
+	// TokensFile) the API is open, and only on a loopback address unless
+	// Insecure is set.
+	Tokens []Token `yaml:"tokens"`
+	// TokensFile is a YAML file with more tokens, a list in the form of
+	// Tokens, read at start.
+	TokensFile string `yaml:"tokensFile"`
+	// Metrics is "open" (default: /metrics needs no token) or "token"
+	// (any valid token, viewer and up).
+	Metrics string `yaml:"metrics"`
+}
+
+// ServerTLS names a listener's certificate and key (PEM files).
+type ServerTLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// Token is one API bearer token. Exactly one of Token (the token itself)
+// and TokenSHA256 (the hex SHA-256 of the token) is set; only the hash is
+// kept in memory.
+type Token struct {
+	Name        string `yaml:"name"`
+	Role        string `yaml:"role"`
+	Token       string `yaml:"token" secret:"true"`
+	TokenSHA256 string `yaml:"tokenSHA256"`
+}
+
+// The API roles, each allowed what the one before it is, and more.
+const (
+	RoleViewer    = "viewer"    // reads everything, sees the dashboard
+	RolePublisher = "publisher" // also publishes
+	RoleAdmin     = "admin"     // also applies, deletes, pauses, replays, purges
+)
+
+// KafkaSecurity secures the connections to Config.Brokers.
+type KafkaSecurity struct {
+	TLS  ClientTLS `yaml:"tls"`
+	SASL SASL      `yaml:"sasl"`
+}
+
+// ClientTLS is a Kafka client's TLS. It is on when Enabled or any file or
+// ServerName is set; with no CAFile the system's roots are trusted.
+type ClientTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM bundle of the CAs that sign the brokers' certificates.
+	CAFile string `yaml:"caFile"`
+	// CertFile and KeyFile are the client's certificate, for mTLS.
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// ServerName is the name the brokers' certificates must carry. Default
+	// the host of the address dialled.
+	ServerName string `yaml:"serverName"`
+}
+
+// On reports whether TLS is configured.
+func (t ClientTLS) On() bool {
+	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
+
+// SASL is a SASL/PLAIN or SCRAM login. The password is Password, or read
+// from PasswordRef (env:NAME or file:PATH).
+type SASL struct {
+	Mechanism   string `yaml:"mechanism"`
+	Username    string `yaml:"username"`
+	Password    string `yaml:"password" secret:"true"`
+	PasswordRef string `yaml:"passwordRef"`
+}
+
+// The SASL mechanisms.
+const (
+	SASLPlain       = "PLAIN"
+	SASLSCRAMSHA256 = "SCRAM-SHA-256"
+	SASLSCRAMSHA512 = "SCRAM-SHA-512"
+)
+
+// EmbeddedConfig configures the embedded broker.
+type EmbeddedConfig struct {
+	// SyncWrites fsyncs every produced batch before acknowledging it.
+	// Default false: acknowledged data survives a crash of the process but
+	// not a power loss.
+	SyncWrites bool `yaml:"syncWrites"`
+	// SASL, when set, is required of every client; the node's own clients
+	// log in with it.
+	SASL SASL `yaml:"sasl"`
+	// TLS, when set, makes the broker speak only TLS.
+	TLS ServerTLS `yaml:"tls"`
+}
+
+// LogConfig is the log of `sluice serve`.
+type LogConfig struct {
+	// Format is text (default) or json.
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
 }
 
 // DefaultConfig returns the node's defaults. Each value has one home: the
@@ -75,6 +211,14 @@ func DefaultConfig() Config {
 		FinalCommitTimeout: consumers.DefaultFinalCommitTimeout,
 		MaxPublishBytes:    api.DefaultMaxPublishBytes,
 		SampleInterval:     metrics.DefaultSampleInterval,
+		HeartbeatInterval:  consumers.DefaultHeartbeatInterval,
+		Fetch: FetchConfig{
+			MaxBytes:         consumers.DefaultFetchMaxBytes,
+			MaxWait:          consumers.DefaultFetchMaxWait,
+			PrefetchMessages: consumers.DefaultPrefetchMessages,
+		},
+		API: APIConfig{Metrics: MetricsOpen},
+		Log: LogConfig{Format: "text", Level: "info"},
 	}
 }
 
@@ -87,18 +231,38 @@ func (c Config) WithDefaults() Config {
 func (Config) zeroFrom() Config { return DefaultConfig() }
 
 // Merge copies src's non-zero fields into dst: all of them, or with
-// onlyIntoZero only those where dst's field is zero.
+// onlyIntoZero only those where dst's field is zero. It descends into
+// nested sections, so a section sets only the keys it has.
 func Merge(dst *Config, src Config, onlyIntoZero bool) {
-	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+	mergeValue(reflect.ValueOf(dst).Elem(), reflect.ValueOf(src), onlyIntoZero)
+}
+
+func mergeValue(d, s reflect.Value, onlyIntoZero bool) {
 	for i := 0; i < d.NumField(); i++ {
-		if s.Field(i).IsZero() || (onlyIntoZero && !d.Field(i).IsZero()) {
+		df, sf := d.Field(i), s.Field(i)
+		if sf.IsZero() {
 			continue
 		}
-		d.Field(i).Set(s.Field(i))
+		if df.Kind() == reflect.Struct {
+			mergeValue(df, sf, onlyIntoZero)
+			continue
+		}
+		if onlyIntoZero && !df.IsZero() {
+			continue
+		}
+		df.Set(sf)
 	}
 }
 
-// Validate reports the first field that is wrong, by its flag name.
+// MetricsOpen and MetricsToken are the values of APIConfig.Metrics.
+const (
+	MetricsOpen  = "open"
+	MetricsToken = "token"
+)
+
+// Validate reports the first key that is wrong, by its path in the config
+// file (`kafka.sasl.mechanism: want ...`). It reads no files: the node does
+// that when it starts (see New).
 func (c Config) Validate() error {
 	for _, b := range c.Brokers {
 		if _, _, err := net.SplitHostPort(strings.TrimSpace(b)); err != nil {
@@ -107,49 +271,183 @@ func (c Config) Validate() error {
 	}
 	if len(c.Brokers) == 0 {
 		if _, _, err := net.SplitHostPort(c.KafkaAddr); err != nil {
-			return fmt.Errorf("kafka-addr: %q is not host:port", c.KafkaAddr)
+			return fmt.Errorf("kafkaAddr: %q is not host:port", c.KafkaAddr)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return fmt.Errorf("http-addr: %q is not host:port", c.HTTPAddr)
+		return fmt.Errorf("httpAddr: %q is not host:port", c.HTTPAddr)
 	}
 	if c.Partitions < 1 || c.Partitions > 10000 {
 		return fmt.Errorf("partitions: must be between 1 and 10000, got %d", c.Partitions)
 	}
 	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
-		return fmt.Errorf("replication-factor: must be -1 (broker default) or at least 1, got %d", c.ReplicationFactor)
+		return fmt.Errorf("replicationFactor: must be -1 (broker default) or at least 1, got %d", c.ReplicationFactor)
 	}
 	if c.SessionTimeout < time.Second {
-		return fmt.Errorf("session-timeout: must be at least 1s, got %s", c.SessionTimeout)
+		return fmt.Errorf("sessionTimeout: must be at least 1s, got %s", c.SessionTimeout)
 	}
 	if c.CommitInterval < 10*time.Millisecond {
-		return fmt.Errorf("commit-interval: must be at least 10ms, got %s", c.CommitInterval)
+		return fmt.Errorf("commitInterval: must be at least 10ms, got %s", c.CommitInterval)
 	}
 	// The group waits RebalanceTimeout (the drain plus the final commit,
 	// plus a margin) for members to rejoin; a dead member holds a rebalance
 	// that long at most, so both stay bounded.
 	if c.DrainTimeout < time.Second || c.DrainTimeout > 5*time.Minute {
-		return fmt.Errorf("drain-timeout: must be between 1s and 5m, got %s", c.DrainTimeout)
+		return fmt.Errorf("drainTimeout: must be between 1s and 5m, got %s", c.DrainTimeout)
 	}
 	if c.DrainGrace < time.Second || c.DrainGrace > time.Minute {
-		return fmt.Errorf("drain-grace: must be between 1s and 1m, got %s", c.DrainGrace)
+		return fmt.Errorf("drainGrace: must be between 1s and 1m, got %s", c.DrainGrace)
 	}
 	if c.FinalCommitTimeout < time.Second || c.FinalCommitTimeout > time.Minute {
-		return fmt.Errorf("final-commit-timeout: must be between 1s and 1m, got %s", c.FinalCommitTimeout)
+		return fmt.Errorf("finalCommitTimeout: must be between 1s and 1m, got %s", c.FinalCommitTimeout)
 	}
 	if c.SampleInterval < 100*time.Millisecond {
-		return fmt.Errorf("sample-interval: must be at least 100ms, got %s", c.SampleInterval)
+		return fmt.Errorf("sampleInterval: must be at least 100ms, got %s", c.SampleInterval)
 	}
 	if c.MaxPublishBytes < 1024 {
-		return fmt.Errorf("max-publish-bytes: must be at least 1024, got %d", c.MaxPublishBytes)
+		return fmt.Errorf("maxPublishBytes: must be at least 1024, got %d", c.MaxPublishBytes)
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond || 3*c.HeartbeatInterval > c.SessionTimeout {
+		return fmt.Errorf("heartbeatInterval: must be at least 100ms and at most a third of sessionTimeout (%s), got %s", c.SessionTimeout, c.HeartbeatInterval)
+	}
+	if floor := c.DrainTimeout + c.DrainGrace + c.FinalCommitTimeout; c.FixedRebalanceTimeout != 0 && (c.FixedRebalanceTimeout < floor || c.FixedRebalanceTimeout > 10*time.Minute) {
+		return fmt.Errorf("rebalanceTimeout: must be between drainTimeout + drainGrace + finalCommitTimeout (%s) and 10m, got %s", floor, c.FixedRebalanceTimeout)
+	}
+	if c.Fetch.MaxBytes < 1024 || c.Fetch.MaxBytes > 1<<30 {
+		return fmt.Errorf("fetch.maxBytes: must be between 1024 and 1 GiB, got %d", c.Fetch.MaxBytes)
+	}
+	if c.Fetch.MaxWait < 10*time.Millisecond || c.Fetch.MaxWait > 30*time.Second {
+		return fmt.Errorf("fetch.maxWait: must be between 10ms and 30s, got %s", c.Fetch.MaxWait)
+	}
+	if c.Fetch.PrefetchMessages < 1 || c.Fetch.PrefetchMessages > 100000 {
+		return fmt.Errorf("fetch.prefetchMessages: must be between 1 and 100000, got %d", c.Fetch.PrefetchMessages)
+	}
+	if err := c.API.validate(); err != nil {
+		return err
+	}
+	if err := c.Kafka.SASL.validate("kafka.sasl"); err != nil {
+		return err
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		return errors.New("kafka.tls: certFile and keyFile go together (the client certificate for mTLS)")
+	}
+	if err := c.Embedded.SASL.validate("embedded.sasl"); err != nil {
+		return err
+	}
+	if err := c.Embedded.TLS.validate("embedded.tls"); err != nil {
+		return err
+	}
+	if len(c.Brokers) == 0 && !isLoopback(c.KafkaAddr) && (c.Embedded.SASL.Mechanism == "" || c.Embedded.TLS.CertFile == "") {
+		return fmt.Errorf("kafkaAddr: %s is not a loopback address, so the embedded broker must require SASL and TLS: set embedded.sasl and embedded.tls", c.KafkaAddr)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: want text or json, got %q", c.Log.Format)
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return fmt.Errorf("log.level: want debug, info, warn or error, got %q", c.Log.Level)
 	}
 	return nil
+}
+
+func (a APIConfig) validate() error {
+	if err := a.TLS.validate("api.tls"); err != nil {
+		return err
+	}
+	switch a.Metrics {
+	case MetricsOpen, MetricsToken:
+	default:
+		return fmt.Errorf("api.metrics: want open or token, got %q", a.Metrics)
+	}
+	return validateTokens("api.tokens", a.Tokens)
+}
+
+func validateTokens(path string, ts []Token) error {
+	names := map[string]bool{}
+	for i, t := range ts {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if t.Name == "" {
+			return fmt.Errorf("%s.name: is required (it names the token in logs)", p)
+		}
+		if names[t.Name] {
+			return fmt.Errorf("%s.name: %q is used twice", p, t.Name)
+		}
+		names[t.Name] = true
+		switch t.Role {
+		case RoleViewer, RolePublisher, RoleAdmin:
+		default:
+			return fmt.Errorf("%s.role: want viewer, publisher or admin, got %q", p, t.Role)
+		}
+		switch {
+		case t.Token != "" && t.TokenSHA256 != "":
+			return fmt.Errorf("%s: set token or tokenSHA256, not both", p)
+		case t.Token == "" && t.TokenSHA256 == "":
+			return fmt.Errorf("%s: token or tokenSHA256 is required", p)
+		case t.Token != "" && len(t.Token) < 16:
+			return fmt.Errorf("%s.token: must be at least 16 characters", p)
+		case t.TokenSHA256 != "":
+			if b, err := hex.DecodeString(t.TokenSHA256); err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("%s.tokenSHA256: want 64 hex digits (sha256sum of the token)", p)
+			}
+		}
+	}
+	return nil
+}
+
+func (t ServerTLS) validate(path string) error {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return fmt.Errorf("%s: certFile and keyFile go together", path)
+	}
+	return nil
+}
+
+func (s SASL) validate(path string) error {
+	if s == (SASL{}) {
+		return nil
+	}
+	switch s.Mechanism {
+	case SASLPlain, SASLSCRAMSHA256, SASLSCRAMSHA512:
+	default:
+		return fmt.Errorf("%s.mechanism: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", path, s.Mechanism)
+	}
+	if s.Username == "" {
+		return fmt.Errorf("%s.username: is required with a mechanism", path)
+	}
+	switch {
+	case s.Password != "" && s.PasswordRef != "":
+		return fmt.Errorf("%s: set password or passwordRef, not both", path)
+	case s.Password == "" && s.PasswordRef == "":
+		return fmt.Errorf("%s: password or passwordRef is required", path)
+	case s.PasswordRef != "":
+		if err := checkRef(s.PasswordRef); err != nil {
+			return fmt.Errorf("%s.passwordRef: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether a host:port listens only on this machine.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // RebalanceTimeout is how long the group waits for members to drain and
 // rejoin in a rebalance: the drain, the grace for handlers that ignore
 // cancellation, the final commit, and a 5s margin.
 func (c Config) RebalanceTimeout() time.Duration {
+	if c.FixedRebalanceTimeout != 0 {
+		return c.FixedRebalanceTimeout
+	}
 	return c.DrainTimeout + c.DrainGrace + c.FinalCommitTimeout + 5*time.Second
 }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,10 +36,15 @@ import (
 type Node struct {
 	// Version is the build's version, shown in the overview and the fleet.
 	Version string
+	// Providers are the embedding program's OpenTelemetry providers, if any.
+	Providers metrics.Providers
 
-	cfg   Config
-	log   *slog.Logger
-	funcs map[string]goHandler
+	cfg      Config
+	access   access
+	kafka    kafkaAccess
+	embedded embeddedAccess
+	log      *slog.Logger
+	funcs    map[string]goHandler
 
 	mu        sync.Mutex
 	started   bool
@@ -71,7 +77,19 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Node{cfg: cfg, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
+	acc, err := loadAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
+	emb, err := loadEmbeddedAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ka, err := loadKafkaAccess(cfg, emb)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, access: acc, kafka: ka, embedded: emb, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
 }
 
 // Register adds fn as the Go handler of spec before Run. spec must be
@@ -136,10 +154,13 @@ func (n *Node) Run(ctx context.Context) error {
 	defer closeBroker()
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("http-addr %s: %w", n.cfg.HTTPAddr, err)
+		return fmt.Errorf("httpAddr %s: %w", n.cfg.HTTPAddr, err)
+	}
+	if n.access.auth == nil && !isLoopback(n.cfg.HTTPAddr) {
+		n.log.Warn("the API is open to anyone who can reach it: no tokens, and --insecure", "addr", ln.Addr().String())
 	}
 	nodeID := nodeName(ln.Addr().String())
-	tel, err := metrics.Setup(ctx, nodeID)
+	tel, err := metrics.Setup(ctx, nodeID, n.Providers)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("setting up telemetry: %w", err)
@@ -150,6 +171,10 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = tel.Shutdown(sctx)
 	}()
 	if err := n.assemble(brokers, nodeID, ln.Addr().String(), tel); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := n.probeKafka(ctx); err != nil {
 		ln.Close()
 		return err
 	}
@@ -206,26 +231,32 @@ func (n *Node) startBroker() ([]string, func(), error) {
 		DataDir:    filepath.Join(n.cfg.DataDir, "broker"),
 		Addr:       n.cfg.KafkaAddr,
 		Partitions: n.cfg.Partitions,
+		SyncWrites: n.cfg.Embedded.SyncWrites,
+		SASL:       n.embedded.sasl,
+		TLS:        n.embedded.tls,
 		Logger:     n.log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	brokers := b.Addrs()
-	n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir)
+	n.log.Info("embedded Kafka broker started", "addr", strings.Join(brokers, ","), "data_dir", n.cfg.DataDir,
+		"tls", n.embedded.tls != nil, "sasl", n.embedded.sasl.Mechanism)
 	return brokers, b.Close, nil
 }
 
 // assemble builds the node's parts: the topics client, the registry and
 // dead-letter tables, the supervisor, the sampler and the instruments.
 func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.Telemetry) error {
-	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor})
+	tr := &kafka.Transport{DialTimeout: 5 * time.Second, IdleTimeout: time.Minute, MetadataTTL: 10 * time.Second,
+		ClientID: nodeID, TLS: n.kafka.tls, SASL: n.kafka.mech}
+	tc, err := topics.New(topics.Config{Brokers: brokers, Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor, Transport: tr})
 	if err != nil {
 		return err
 	}
-	dialer := &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true}
+	dialer := &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true, TLS: n.kafka.tls, SASLMechanism: n.kafka.mech}
 	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Logger: n.log})
-	dq := dlq.New(tc, brokers, n.log)
+	dq := dlq.New(tc, brokers, dialer, n.log)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, httpAddr, time.Now()
@@ -233,13 +264,18 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 	n.sup = newSupervisor(supervisorDeps{
 		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
 		kafka: consumers.KafkaConfig{
-			Brokers:          brokers,
-			Dialer:           dialer,
-			SessionTimeout:   n.cfg.SessionTimeout,
-			RebalanceTimeout: n.cfg.RebalanceTimeout(),
-			ClientID:         nodeID,
-			MemberData:       n.memberData(),
-			Logger:           n.log,
+			Brokers:           brokers,
+			Dialer:            dialer,
+			SessionTimeout:    n.cfg.SessionTimeout,
+			HeartbeatInterval: n.cfg.HeartbeatInterval,
+			RebalanceTimeout:  n.cfg.RebalanceTimeout(),
+			FetchMaxBytes:     n.cfg.Fetch.MaxBytes,
+			FetchMaxWait:      n.cfg.Fetch.MaxWait,
+			PrefetchMessages:  n.cfg.Fetch.PrefetchMessages,
+			ClientID:          nodeID,
+			GroupSASL:         n.kafka.group,
+			MemberData:        n.memberData(),
+			Logger:            n.log,
 		},
 		dead: dq, parker: retrytopics.New(tc),
 		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
@@ -259,8 +295,17 @@ func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGr
 		Handler: api.NewServer(n, api.ServerConfig{
 			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
 			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
+			Auth: n.access.auth, MetricsNeedToken: n.cfg.API.Metrics == MetricsToken,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         n.access.tls,
+		// A TLS handshake error from a scanner is no news.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	scheme := "http://"
+	if n.access.tls != nil {
+		ln = tls.NewListener(ln, n.access.tls)
+		scheme = "https://"
 	}
 	wg.Add(1)
 	go func() {
@@ -269,7 +314,7 @@ func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGr
 			n.log.Error("API server failed", "err", err)
 		}
 	}()
-	n.log.Info("Sluice API listening", "addr", "http://"+ln.Addr().String())
+	n.log.Info("Sluice API listening", "addr", scheme+ln.Addr().String(), "auth", n.access.auth != nil)
 	return srv
 }
 

@@ -162,6 +162,11 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 		inv, closeInv = h, h.Close
 	}
 	log := s.d.log.With("handler", spec.Name)
+	if h, ok := inv.(*handlers.HTTPInvoker); ok {
+		if err := h.CheckSigning(); err != nil {
+			log.Error("cannot sign requests: every invocation fails until the secret can be read", "err", err)
+		}
+	}
 	start := consumers.FirstOffset
 	if spec.StartFrom == handlers.StartLatest {
 		start = consumers.LastOffset

@@ -37,10 +37,10 @@ export function dlqPage(main, signal, name) {
   const prevBtn = h("button", { class: "btn", type: "button", "data-testid": "dlq-prev" }, "← Newer");
   const nextBtn = h("button", { class: "btn", type: "button", "data-testid": "dlq-next" }, "Older →");
   const selAll = h("input", { type: "checkbox", "aria-label": "Select every dead entry on this page", "data-testid": "dlq-select-page" });
-  const replaySel = h("button", { class: "btn", type: "button", "data-testid": "replay-selected" }, "Replay selected");
-  const discardSel = h("button", { class: "btn", type: "button", "data-testid": "discard-selected" }, "Discard selected");
-  const replayAll = h("button", { class: "btn", type: "button", "data-testid": "replay-all" }, "Replay all dead");
-  const discardAll = h("button", { class: "btn danger-outline", type: "button", "data-testid": "discard-all" }, "Discard all dead");
+  const replaySel = h("button", { class: "btn", type: "button", "data-testid": "replay-selected", "data-need": "admin" }, "Replay selected");
+  const discardSel = h("button", { class: "btn", type: "button", "data-testid": "discard-selected", "data-need": "admin" }, "Discard selected");
+  const replayAll = h("button", { class: "btn", type: "button", "data-testid": "replay-all", "data-need": "admin" }, "Replay all dead");
+  const discardAll = h("button", { class: "btn danger-outline", type: "button", "data-testid": "discard-all", "data-need": "admin" }, "Discard all dead");
   const tbody = h("tbody", {});
 
   main.append(
@@ -230,8 +230,8 @@ export function dlqPage(main, signal, name) {
       h(
         "td",
         { class: "row-actions", "data-label": "Actions" },
-        h("button", { class: "btn small", type: "button", "data-testid": `replay-${id}`, onclick: () => act(true, { ids: [id] }) }, "Replay"),
-        h("button", { class: "btn small", type: "button", "data-testid": `discard-${id}`, onclick: () => act(false, { ids: [id] }) }, "Discard"),
+        h("button", { class: "btn small", type: "button", "data-testid": `replay-${id}`, "data-need": "admin", onclick: () => act(true, { ids: [id] }) }, "Replay"),
+        h("button", { class: "btn small", type: "button", "data-testid": `discard-${id}`, "data-need": "admin", onclick: () => act(false, { ids: [id] }) }, "Discard"),
       ),
     );
   }
@@ -317,8 +317,8 @@ export function dlqPage(main, signal, name) {
     );
     const dead = e.state === "dead";
     foot.replaceChildren(
-      h("button", { class: "btn", type: "button", disabled: !dead, "data-testid": "entry-replay", onclick: () => act(true, { ids: [id] }) }, "Replay"),
-      h("button", { class: "btn", type: "button", disabled: !dead, "data-testid": "entry-discard", onclick: () => act(false, { ids: [id] }) }, "Discard"),
+      h("button", { class: "btn", type: "button", disabled: !dead, "data-testid": "entry-replay", "data-need": "admin", onclick: () => act(true, { ids: [id] }) }, "Replay"),
+      h("button", { class: "btn", type: "button", disabled: !dead, "data-testid": "entry-discard", "data-need": "admin", onclick: () => act(false, { ids: [id] }) }, "Discard"),
       h("span", { class: "spacer" }),
       h("button", { class: "btn", value: "close", "data-testid": "entry-close" }, "Close"),
     );

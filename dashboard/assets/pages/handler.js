@@ -30,8 +30,8 @@ function effectiveState(hd) {
 export function handlerPage(main, signal, name) {
   document.title = `${name} · Sluice`;
   const stateSlot = h("span", {}, badge("starting", "handler-state"));
-  const pauseBtn = h("button", { class: "btn", type: "button", "data-testid": "pause-button" }, icon("paused"), "Pause");
-  const resumeBtn = h("button", { class: "btn", type: "button", "data-testid": "resume-button" }, icon("running"), "Resume");
+  const pauseBtn = h("button", { class: "btn", type: "button", "data-testid": "pause-button", "data-need": "admin" }, icon("paused"), "Pause");
+  const resumeBtn = h("button", { class: "btn", type: "button", "data-testid": "resume-button", "data-need": "admin" }, icon("running"), "Resume");
   const facts = h("dl", { class: "facts", "data-testid": "handler-facts" });
   const stats = h("div", { class: "summary", "data-testid": "handler-stats" });
   const lastError = h("div", { class: "callout bad", hidden: true, "data-testid": "handler-last-error" });

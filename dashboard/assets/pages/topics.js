@@ -25,7 +25,7 @@ export function topicsPage(main, signal) {
   const field = (label, input, hint) => h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
   const form = h(
     "form",
-    { class: "publish", "data-testid": "publish-form", novalidate: true },
+    { class: "publish", "data-testid": "publish-form", "data-need": "publisher", novalidate: true },
     h("div", { class: "row" }, field("Topic", topicIn), field("Key", keyIn), field("Partition", partIn, "Empty: chosen by key")),
     field("Value", valueIn, "Sent as the UTF-8 text you type."),
     field("Headers", headersIn, "One name=value per line."),
