@@ -33,8 +33,8 @@ type scaleInput struct {
 	// not what bounds the rate, and what they consume is less than what
 	// they could.
 	Saturation float64
-	MaxAge      time.Duration
-	Min, Max    int
+	MaxAge     time.Duration
+	Min, Max   int
 }
 
 // desiredNodes is how many nodes the handler needs, with the reason in
