@@ -49,6 +49,9 @@ func (b *bench) family(name string) family {
 	case "http":
 		return family{name: name, topic: "bench.http", messages: b.opts.httpMessages, keys: b.opts.keys,
 			limit: b.opts.timeout, peers: httpPeers, concurrency: httpConcurrency}
+	case "adaptive":
+		return family{name: name, topic: "bench.adaptive", messages: b.opts.adaptiveMessages, keys: 1000,
+			limit: b.opts.timeout, peers: adaptivePeers, concurrency: adaptiveMax}
 	default:
 		return family{name: name, topic: "bench.noop", messages: b.opts.messages, keys: b.opts.keys, limit: b.opts.timeout,
 			peers: b.opts.peers, concurrency: b.opts.concurrency}

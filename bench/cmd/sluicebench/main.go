@@ -13,6 +13,9 @@
 //	         one message per request and in batches of 100
 //	latency  Sluice alone, at a fixed 2,000 msgs/s: the time from publish
 //	         to the handler's start
+//	adaptive Sluice alone, an HTTP handler with a fixed limit of 512 and
+//	         with the adaptive {1, 512}, against an endpoint with no knee
+//	         and one that serves 40 at once (adaptive.go)
 package main
 
 import (
@@ -33,28 +36,29 @@ import (
 )
 
 type options struct {
-	messages     int
-	size         int
-	partitions   int
-	keys         int
-	scenarios    []string
-	peers        []string
-	concurrency  int
-	slowMessages int
-	slowKeys     int
-	slowDelay    time.Duration
-	slowCap      time.Duration
-	httpMessages int
-	latencyDur   time.Duration
-	timeout      time.Duration
-	rounds       int
-	cpuProfile   string
-	quietWait    time.Duration
-	verbose      bool
+	messages         int
+	size             int
+	partitions       int
+	keys             int
+	scenarios        []string
+	peers            []string
+	concurrency      int
+	slowMessages     int
+	slowKeys         int
+	slowDelay        time.Duration
+	slowCap          time.Duration
+	httpMessages     int
+	adaptiveMessages int
+	latencyDur       time.Duration
+	timeout          time.Duration
+	rounds           int
+	cpuProfile       string
+	quietWait        time.Duration
+	verbose          bool
 }
 
 var (
-	allScenarios = []string{"noop", "slow", "http", "latency"}
+	allScenarios = []string{"noop", "slow", "http", "latency", "adaptive"}
 	allPeers     = []string{peerSluiceKey, peerSluiceNone, peerKafkaGo, peerWatermill}
 )
 
@@ -122,6 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.slowDelay, "slow-delay", 5*time.Millisecond, "handler latency in the slow scenario")
 	fs.DurationVar(&o.slowCap, "slow-cap", 20*time.Second, "slow scenario: stop a peer after this long and rate what it processed")
 	fs.IntVar(&o.httpMessages, "http-messages", 200_000, "messages in the http topic")
+	fs.IntVar(&o.adaptiveMessages, "adaptive-messages", 60_000, "messages in the adaptive topic")
 	fs.DurationVar(&o.latencyDur, "latency-duration", 20*time.Second, "latency scenario: how long to publish and record, after the warm-up")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long and report what it processed")
 	fs.IntVar(&o.rounds, "rounds", 1, "runs per peer; the table shows the median")
@@ -139,7 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	switch {
-	case o.messages < 1 || o.slowMessages < 1 || o.httpMessages < 1:
+	case o.messages < 1 || o.slowMessages < 1 || o.httpMessages < 1 || o.adaptiveMessages < 1:
 		return o, errors.New("-messages, -slow-messages and -http-messages must be at least 1")
 	case o.size < 0:
 		return o, errors.New("-size must not be negative")

@@ -24,12 +24,16 @@ const (
 )
 
 var consumers = map[string]consumer{
-	peerSluiceKey:  func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "key") },
-	peerSluiceNone: func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "none") },
-	peerKafkaGo:    runKafkaGo,
-	peerWatermill:  runWatermill,
-	peerHTTPSingle: func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, false) },
-	peerHTTPBatch:  func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, true) },
+	peerSluiceKey:         func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "key") },
+	peerSluiceNone:        func(ctx context.Context, c consumeSpec) error { return runSluice(ctx, c, "none") },
+	peerKafkaGo:           runKafkaGo,
+	peerWatermill:         runWatermill,
+	peerHTTPSingle:        func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, false) },
+	peerUnlimitedFixed:    func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, false, false) },
+	peerUnlimitedAdaptive: func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, false, true) },
+	peerKneeFixed:         func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, false) },
+	peerKneeAdaptive:      func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, true) },
+	peerHTTPBatch:         func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, true) },
 }
 
 // runSluice embeds a Sluice node, as a Go program would, with one Go

@@ -20,8 +20,11 @@ func report(w io.Writer, o options, results []result) {
 			continue
 		}
 		peers := o.peers
-		if fam == "http" {
+		switch fam {
+		case "http":
 			peers = httpPeers
+		case "adaptive":
+			peers = adaptivePeers
 		}
 		var rows []result
 		for _, p := range peers {
@@ -47,6 +50,10 @@ func report(w io.Writer, o options, results []result) {
 		f := rows[0].family
 		if fam == "http" {
 			reportHTTP(w, o, rows)
+			continue
+		}
+		if fam == "adaptive" {
+			reportAdaptive(w, o, rows)
 			continue
 		}
 		fmt.Fprintf(w, "\n== %s: %d x %d-byte messages, %d partitions, %d keys, handler %s", f.name, f.messages, o.size, o.partitions, f.keys, handlerName(f))

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/client"
+)
+
+// The adaptive family: one Sluice HTTP handler (ordering key, 1,000 keys)
+// against two endpoint shapes in this process, each with a fixed limit of
+// 512 and with the adaptive {min: 1, max: 512}:
+//
+//	unlimited  every request takes 5ms, however many run at once
+//	knee       40 requests are served at once in 5ms; the rest queue
+//
+// The table adds the endpoint's own p99 latency (queueing included) and
+// the handler's concurrency limit, sampled every 250ms once the first
+// message finished. The outage shape (503s) is the simulation test
+// TestAdaptiveBacksOffInAnOutageAndRecovers: an endpoint that only fails
+// has no throughput to compare.
+const (
+	peerUnlimitedFixed    = "unlimited-fixed"
+	peerUnlimitedAdaptive = "unlimited-adaptive"
+	peerKneeFixed         = "knee-fixed"
+	peerKneeAdaptive      = "knee-adaptive"
+	adaptiveMax           = 512
+	kneeSlots             = 40
+	adaptiveDelay         = 5 * time.Millisecond
+)
+
+var adaptivePeers = []string{peerUnlimitedFixed, peerUnlimitedAdaptive, peerKneeFixed, peerKneeAdaptive}
+
+// adaptiveStats are what a run of the family measured beyond the rate.
+type adaptiveStats struct {
+	p99, p50    time.Duration
+	limitMean   float64
+	limitLast   int
+	toEightyPct time.Duration // from the first message to 80% of the best 1s rate
+}
+
+var (
+	adaptiveMu      sync.Mutex
+	adaptiveResults = map[string]adaptiveStats{} // by handler name
+)
+
+func runAdaptive(ctx context.Context, c consumeSpec, knee, adaptive bool) error {
+	var slots chan struct{}
+	if knee {
+		slots = make(chan struct{}, kneeSlots)
+	}
+	var mu sync.Mutex
+	var lats []time.Duration
+	var done []time.Time
+	endpoint := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		_, _ = io.Copy(io.Discard, r.Body)
+		if slots != nil {
+			slots <- struct{}{}
+		}
+		time.Sleep(adaptiveDelay)
+		if slots != nil {
+			<-slots
+		}
+		w.WriteHeader(http.StatusOK)
+		now := time.Now()
+		mu.Lock()
+		lats = append(lats, now.Sub(start))
+		done = append(done, now)
+		mu.Unlock()
+		c.handleN(1)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: endpoint, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	app, err := sluice.New(sluice.WithBrokers(c.brokers...), sluice.WithHTTPAddr("127.0.0.1:0"), sluice.WithLogger(c.log))
+	if err != nil {
+		return err
+	}
+	var concurrency any = adaptiveMax
+	if adaptive {
+		concurrency = map[string]int{"min": 1, "max": adaptiveMax}
+	}
+	js, _ := json.Marshal(map[string]any{"name": c.name, "topic": c.topic, "concurrency": concurrency,
+		"http": map[string]any{"url": "http://" + ln.Addr().String() + "/"}})
+	var spec sluice.Spec
+	if err := json.Unmarshal(js, &spec); err != nil {
+		return err
+	}
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNode()
+	ran := make(chan error, 1)
+	go func() { ran <- app.Run(nodeCtx) }()
+	select {
+	case <-app.Started():
+		c.started()
+	case err := <-ran:
+		return err
+	}
+	cl, err := client.New("http://" + app.HTTPAddr())
+	if err != nil {
+		stopNode()
+		return errors.Join(err, <-ran)
+	}
+	if err := applyWhenReady(ctx, cl, spec); err != nil {
+		stopNode()
+		return errors.Join(err, <-ran)
+	}
+	// The limit, every 250ms.
+	var limits []int
+	tick := time.NewTicker(250 * time.Millisecond)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			if h, err := cl.GetHandler(context.Background(), spec.Name); err == nil && h.Status != nil && h.Status.Succeeded > 0 {
+				limits = append(limits, h.Status.Limit)
+			}
+		}
+	}
+	tick.Stop()
+	dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err = cl.DeleteHandler(dctx, spec.Name)
+	cancel()
+	stopNode()
+	err = errors.Join(err, <-ran)
+
+	mu.Lock()
+	st := adaptiveStats{}
+	if len(lats) > 0 {
+		sorted := append([]time.Duration(nil), lats...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+		st.p50, st.p99 = sorted[len(sorted)/2], sorted[len(sorted)*99/100]
+	}
+	if len(done) > 0 {
+		// Per-second rates from the first finish; 80% of the best second.
+		first := done[0]
+		var perSec []int
+		for _, t := range done {
+			i := int(t.Sub(first) / time.Second)
+			for len(perSec) <= i {
+				perSec = append(perSec, 0)
+			}
+			perSec[i]++
+		}
+		best := 0
+		for _, n := range perSec {
+			best = max(best, n)
+		}
+		for i, n := range perSec {
+			if float64(n) >= 0.8*float64(best) {
+				st.toEightyPct = time.Duration(i+1) * time.Second
+				break
+			}
+		}
+	}
+	mu.Unlock()
+	if len(limits) > 0 {
+		sum := 0
+		for _, l := range limits {
+			sum += l
+		}
+		st.limitMean, st.limitLast = float64(sum)/float64(len(limits)), limits[len(limits)-1]
+	}
+	adaptiveMu.Lock()
+	adaptiveResults[c.name] = st
+	adaptiveMu.Unlock()
+	return err
+}
+
+func reportAdaptive(w io.Writer, o options, rows []result) {
+	f := rows[0].family
+	fmt.Fprintf(w, "\n== %s: %d x %d-byte messages backlogged, %d partitions, %d keys, Sluice HTTP handler (ordering key) to an endpoint in this process taking %s",
+		f.name, f.messages, o.size, o.partitions, f.keys, adaptiveDelay)
+	if o.rounds > 1 {
+		fmt.Fprintf(w, ", median of %d rounds", o.rounds)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "variant\tprocessed\twall\tmsgs/s\tmin-max msgs/s\tto 80% of best 1s\tp50\tp99\tmean limit\t\tnote")
+	byPeer := map[string]result{}
+	for _, r := range rows {
+		byPeer[r.peer] = r
+		adaptiveMu.Lock()
+		st := adaptiveResults[fmt.Sprintf("bench-%s-%s-%d", f.name, r.peer, r.round)]
+		adaptiveMu.Unlock()
+		note := ""
+		switch r.peer {
+		case peerUnlimitedFixed, peerKneeFixed:
+			note = fmt.Sprintf("concurrency %d", adaptiveMax)
+		default:
+			note = fmt.Sprintf("concurrency {min: 1, max: %d}", adaptiveMax)
+		}
+		if r.peer == peerKneeFixed || r.peer == peerKneeAdaptive {
+			note += fmt.Sprintf("; the endpoint serves %d at once", kneeSlots)
+		}
+		if r.err != nil {
+			note += "; error: " + r.err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t\t%s\n", r.peer, r.processed, r.wall.Round(time.Millisecond), r.wallRate(), r.spread,
+			st.toEightyPct, st.p50.Round(100*time.Microsecond), st.p99.Round(100*time.Microsecond), st.limitMean, note)
+	}
+	tw.Flush()
+	if a, b := byPeer[peerUnlimitedAdaptive], byPeer[peerUnlimitedFixed]; a.processed > 0 && b.processed > 0 {
+		fmt.Fprintf(w, "unlimited: adaptive / fixed %d msgs/s %s\n", adaptiveMax, ratio(a.wallRate(), b.wallRate()))
+	}
+	if a, b := byPeer[peerKneeAdaptive], byPeer[peerKneeFixed]; a.processed > 0 && b.processed > 0 {
+		fmt.Fprintf(w, "knee: adaptive / fixed %d msgs/s %s\n", adaptiveMax, ratio(a.wallRate(), b.wallRate()))
+	}
+}
