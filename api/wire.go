@@ -132,8 +132,12 @@ type Header struct {
 
 // Produced is where a published message landed.
 type Produced struct {
+	// Partition and Offset are where a Kafka record landed; -1 on a queue.
 	Partition int   `json:"partition"`
 	Offset    int64 `json:"offset"`
+	// ID is, on a queue, the message's Watermill UUID (the handler's ce-id
+	// is topic/ID).
+	ID string `json:"id,omitempty"`
 }
 
 // TopicInfo is one topic of GET /v1/topics.

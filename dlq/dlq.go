@@ -403,6 +403,18 @@ const replayBatch = 500
 // replay topic before it is marked, so a crash midway loses nothing: what
 // was not marked is still dead and is replayed by the next request.
 func (q *Queue) Replay(ctx context.Context, handler, dlqTopic, replayTopic string, sel Selection) (int, error) {
+	return q.ReplayVia(ctx, handler, dlqTopic, func(ctx context.Context, recs []topics.Record) error {
+		if _, err := q.tc.Produce(ctx, replayTopic, recs); err != nil {
+			return fmt.Errorf("replaying to %s: %w", replayTopic, err)
+		}
+		return nil
+	}, sel)
+}
+
+// ReplayVia is Replay with write delivering each batch (a handler whose
+// source is a queue gets its replays on that queue). write must return
+// only once the batch is durable.
+func (q *Queue) ReplayVia(ctx context.Context, handler, dlqTopic string, write func(context.Context, []topics.Record) error, sel Selection) (int, error) {
 	entries, err := q.resolve(ctx, handler, dlqTopic, sel)
 	if err != nil {
 		return 0, err
@@ -418,8 +430,8 @@ func (q *Queue) Replay(ctx context.Context, handler, dlqTopic, replayTopic strin
 				kafka.Header{Key: handlers.HeaderReplayOf, Value: []byte(e.ID)},
 			)
 		}
-		if _, err := q.tc.Produce(ctx, replayTopic, recs); err != nil {
-			return done, fmt.Errorf("replaying to %s after %d entries: %w", replayTopic, done, err)
+		if err := write(ctx, recs); err != nil {
+			return done, fmt.Errorf("after %d entries: %w", done, err)
 		}
 		if err := q.mark(ctx, handler, batch, StateReplayed); err != nil {
 			return done, fmt.Errorf("marking entries replayed after %d: %w", done, err)

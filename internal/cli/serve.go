@@ -61,6 +61,11 @@ they share each handler's partitions.`,
 	f.DurationVar(&cfg.DrainGrace, "drain-grace", d.DrainGrace, "after the drain timeout, how long cancelled invocations get to return before the partitions are released")
 	f.DurationVar(&cfg.FinalCommitTimeout, "final-commit-timeout", d.FinalCommitTimeout, "how long the commit that ends an assignment may retry")
 	f.Int64Var(&cfg.MaxPublishBytes, "max-publish-bytes", d.MaxPublishBytes, "largest publish request body accepted")
+	f.StringVar(&cfg.NATSURL, "nats-url", d.NATSURL, "NATS server (JetStream) of handlers with source nats")
+	f.StringVar(&cfg.AMQPURL, "amqp-url", d.AMQPURL, "RabbitMQ server of handlers with source amqp")
+	f.StringVar(&cfg.RedisURL, "redis-url", d.RedisURL, "Redis server of handlers with source redis")
+	f.StringVar(&cfg.PostgresURL, "postgres-url", d.PostgresURL, "PostgreSQL database of handlers with source postgres")
+	f.DurationVar(&cfg.RedeliverAfter, "redeliver-after", d.RedeliverAfter, "how long nats, redis and postgres wait for an acknowledgement before redelivering to another consumer")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
