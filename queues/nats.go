@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -24,6 +25,7 @@ import (
 
 type natsDriver struct {
 	cfg Config
+	mu  sync.Mutex // guards the fields below
 	nc  *nats.Conn // publish, ping, backlog
 	js  nats.JetStreamContext
 	pub *wmnats.Publisher
@@ -40,6 +42,8 @@ func newNATS(cfg Config) (*natsDriver, error) {
 }
 
 func (d *natsDriver) conn() (*nats.Conn, nats.JetStreamContext, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.nc != nil && !d.nc.IsClosed() {
 		return d.nc, d.js, nil
 	}
@@ -53,8 +57,9 @@ func (d *natsDriver) conn() (*nats.Conn, nats.JetStreamContext, error) {
 		return nil, nil, fmt.Errorf("nats at %s: jetstream: %w", d.cfg.NATSURL, err)
 	}
 	pub, err := wmnats.NewPublisherWithNatsConn(nc, wmnats.PublisherPublishConfig{
-		Marshaler: &wmnats.NATSMarshaler{},
-		JetStream: wmnats.JetStreamConfig{TrackMsgId: true},
+		Marshaler:         &wmnats.NATSMarshaler{},
+		SubjectCalculator: wmnats.DefaultSubjectCalculator,
+		JetStream:         wmnats.JetStreamConfig{TrackMsgId: true},
 	}, wmLogger(d.cfg.Logger))
 	if err != nil {
 		nc.Close()
@@ -107,9 +112,10 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 		deliver = nats.DeliverNew()
 	}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      natsUnmarshaler{},
-		QueueGroupPrefix: durable,
-		SubscribersCount: subs,
+		Unmarshaler:       natsUnmarshaler{},
+		SubjectCalculator: wmnats.DefaultSubjectCalculator,
+		QueueGroupPrefix:  durable,
+		SubscribersCount:  subs,
 		// The adapter forgets a message it has waited this long for; the
 		// server gives it to another consumer after the same time.
 		AckWaitTimeout: d.cfg.RedeliverAfter,
@@ -131,14 +137,18 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 }
 
 func (d *natsDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {
-	if _, _, err := d.conn(); err != nil {
+	_, js, err := d.conn()
+	if err != nil {
 		return err
 	}
+	d.mu.Lock()
+	pub := d.pub
+	d.mu.Unlock()
 	return orAfter(ctx, func() error {
-		if _, err := ensureStream(d.js, topic); err != nil {
+		if _, err := ensureStream(js, topic); err != nil {
 			return err
 		}
-		return d.pub.Publish(topic, msgs...)
+		return pub.Publish(topic, msgs...)
 	})
 }
 
@@ -172,6 +182,8 @@ func (d *natsDriver) backlog(ctx context.Context, topic, group string) (Backlog,
 }
 
 func (d *natsDriver) close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.nc != nil {
 		d.nc.Close()
 	}

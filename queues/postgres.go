@@ -88,6 +88,11 @@ func (d *postgresDriver) provision(ctx context.Context, db *stdsql.DB, topic str
 	if err != nil {
 		return err
 	}
+	oqs, err := wmsql.DefaultPostgreSQLOffsetsAdapter{}.SchemaInitializingQueries(wmsql.OffsetsSchemaInitializingQueriesParams{Topic: topic})
+	if err != nil {
+		return err
+	}
+	qs = append(qs, oqs...)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

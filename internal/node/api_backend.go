@@ -593,7 +593,7 @@ func topicInfos(is []topics.Info) []api.TopicInfo {
 func deadLetter(e dlq.Entry) api.DeadLetter {
 	return api.DeadLetter{
 		ID: e.ID, Handler: e.Handler, Key: e.Key, KeyBase64: e.KeyBase64, Error: e.Error, Status: e.Status,
-		Attempts: e.Attempts, SourceTopic: e.SourceTopic, SourcePartition: e.SourcePartition, SourceOffset: e.SourceOffset,
+		Attempts: e.Attempts, SourceTopic: e.SourceTopic, SourcePartition: e.SourcePartition, SourceOffset: e.SourceOffset, SourceRef: e.SourceRef,
 		FirstFailure: e.FirstFailure, LastFailure: e.LastFailure, State: e.State, StateChangedAt: e.StateChangedAt,
 		Value: e.Value, ValueBase64: e.ValueBase64, Headers: e.Headers,
 	}
