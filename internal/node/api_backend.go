@@ -395,6 +395,10 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 			h.P50Ms, h.P99Ms = p.P50Ms, p.P99Ms
 			h.Lag, h.OldestAgeSeconds = p.Lag, p.OldestAgeSeconds
 		}
+		if t.Spec.Source.IsQueue() {
+			// The sampler measures Kafka groups; a queue says its own.
+			h.Lag, h.OldestAgeSeconds = n.backlog(ctx, t.Spec).Waiting, 0
+		}
 		out.Handlers = append(out.Handlers, h)
 	}
 	return out
