@@ -44,8 +44,13 @@ func newPostgres(cfg Config) (*postgresDriver, error) { return &postgresDriver{c
 // a table name).
 var tableTopic = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
+// pgBatch is how many rows watermill-sql reads at once. The batch's
+// offsets are stored when it ends, so a node killed mid-batch has the
+// whole batch delivered again: it bounds a kill's duplicates.
+const pgBatch = 10
+
 func pgSchema() wmsql.DefaultPostgreSQLSchema {
-	return wmsql.DefaultPostgreSQLSchema{GeneratePayloadType: func(string) string { return "BYTEA" }}
+	return wmsql.DefaultPostgreSQLSchema{GeneratePayloadType: func(string) string { return "BYTEA" }, SubscribeBatchSize: pgBatch}
 }
 
 func (d *postgresDriver) open() (*stdsql.DB, error) {
