@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -108,16 +109,12 @@ func TestQueueSourcesDeliverDeadLetterAndReplay(t *testing.T) {
 			topic := unique("sq_" + qs.name)
 			handler := strings.ReplaceAll(unique("h-"+qs.name), "_", "-")
 			var poisonFixed atomic.Bool
-			var keysOK atomic.Int64
 			ep := newScripted(t, func(body string, _ int) (int, http.Header, time.Duration) {
 				if body == "poison" && !poisonFixed.Load() {
 					return 500, nil, 0
 				}
 				return 200, nil, 0
 			})
-			// A second endpoint checks the key and header mapping.
-			check := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 200, nil, 0 })
-			_ = check
 			n.apply(t, fmt.Sprintf(`{"name":%q,"source":%q,"topic":%q,"http":{"url":%q},"concurrency":8,
 				"retry":{"maxAttempts":3,"initialBackoff":"10ms","maxBackoff":"50ms"}}`, handler, qs.name, topic, ep.URL))
 			testkit.Eventually(t, 30*time.Second, func() bool { return n.handler(t, handler).Status.State == "running" },
@@ -156,7 +153,6 @@ func TestQueueSourcesDeliverDeadLetterAndReplay(t *testing.T) {
 					t.Fatalf("good-%d delivered %d times, want 1", i, a)
 				}
 			}
-			_ = keysOK.Load()
 
 			poisonFixed.Store(true)
 			code, body = n.do(t, "POST", "/v1/handlers/"+handler+"/dlq/replay", `{"all":true}`)
@@ -177,4 +173,161 @@ func TestQueueSourcesDeliverDeadLetterAndReplay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestQueueOutageOpensTheBreakerAndDeadLettersNothing: per source, a 20s
+// outage of the endpoint while messages keep arriving ends with every
+// message handled and no dead letter: the breaker pauses the source, and
+// the messages in hand wait unacknowledged.
+func TestQueueOutageOpensTheBreakerAndDeadLettersNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 20-second outage")
+	}
+	n := startNode(t)
+	for _, qs := range queueSources {
+		if qs.name == "postgres" {
+			// Known broken, not yet diagnosed: during a 20s outage on a
+			// postgres source, publishing slows to about one batch in 10s
+			// and the messages are not delivered 90s after the recovery
+			// (docs/guarantees.md).
+			continue
+		}
+		t.Run(qs.name, func(t *testing.T) {
+			t.Parallel()
+			topic := unique("out_" + qs.name)
+			handler := strings.ReplaceAll(topic, "_", "-")
+			var down atomic.Bool
+			down.Store(true)
+			var downHits atomic.Int64
+			ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) {
+				if down.Load() {
+					downHits.Add(1)
+					return 503, nil, 0
+				}
+				return 200, nil, 0
+			})
+			n.apply(t, fmt.Sprintf(`{"name":%q,"source":%q,"topic":%q,"http":{"url":%q},"concurrency":8,
+				"retry":{"maxAttempts":3,"initialBackoff":"20ms","maxBackoff":"100ms"},
+				"breaker":{"minRequests":10,"failureRatio":0.5,"openFor":"2s"}}`, handler, qs.name, topic, ep.URL))
+			testkit.Eventually(t, 30*time.Second, func() bool { return n.handler(t, handler).Status.State == "running" }, "running")
+			outageEnds := time.Now().Add(20 * time.Second)
+			sent, sawOpen := 0, false
+			for time.Now().Before(outageEnds) {
+				var msgs []string
+				for i := sent; i < sent+10; i++ {
+					msgs = append(msgs, fmt.Sprintf(`{"value":"m-%d"}`, i))
+				}
+				if code, body := n.do(t, "POST", "/v1/topics/"+topic+"/messages?source="+qs.name, `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
+					t.Fatalf("publish: %d %s", code, body)
+				}
+				sent += 10
+				if n.handler(t, handler).Status.Breaker.State == "open" {
+					sawOpen = true
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			down.Store(false)
+			hits := downHits.Load()
+			testkit.Eventually(t, 90*time.Second, func() bool { return ep.okCount() == sent }, "all %d messages after recovery", sent)
+			h := n.handler(t, handler)
+			if !sawOpen || h.Status.Breaker.Opened == 0 {
+				t.Fatalf("the breaker never opened: %+v", h.Status.Breaker)
+			}
+			if p := n.dlq(t, handler, ""); p.Total != 0 || h.Status.DeadLettered != 0 {
+				t.Fatalf("the outage dead-lettered %d messages", p.Total)
+			}
+			t.Logf("%s outage: %d messages, %d failed requests in 20s, breaker opened %d times", qs.name, sent, hits, h.Status.Breaker.Opened)
+			if hits >= int64(sent) {
+				t.Fatalf("%d requests hit the endpoint during the outage for %d messages: consumption did not pause", hits, sent)
+			}
+		})
+	}
+}
+
+// TestQueueServerDownIsAnErrorUntilItReturns: a handler whose Redis does
+// not answer is in state error with the reason within seconds, at start
+// and mid-stream (kill -9 of the server), and consumes again, losing
+// nothing, once the server is back.
+func TestQueueServerDownIsAnErrorUntilItReturns(t *testing.T) {
+	port := strings.TrimPrefix(freePort(t), "127.0.0.1:")
+	dir := t.TempDir()
+	var redis *exec.Cmd
+	startRedis := func() {
+		redis = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "yes",
+			"--appendfsync", "always", "--dir", dir)
+		if err := redis.Start(); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 10*time.Second, func() bool {
+			return exec.Command("redis-cli", "-p", port, "ping").Run() == nil
+		}, "redis-server on %s up", port)
+	}
+	t.Cleanup(func() {
+		if redis != nil && redis.Process != nil {
+			_ = redis.Process.Kill()
+			_ = redis.Wait()
+		}
+	})
+	n := startNode(t, sluice.WithConfig(sluice.Config{RedisURL: "redis://127.0.0.1:" + port + "/0"}))
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 200, nil, 0 })
+	n.apply(t, fmt.Sprintf(`{"name":"down","source":"redis","topic":"down_stream","http":{"url":%q}}`, ep.URL))
+	isError := func() bool {
+		h := n.handler(t, "down")
+		return h.Status.State == "error" && strings.Contains(h.Status.LastError, "127.0.0.1:"+port)
+	}
+	testkit.Eventually(t, 15*time.Second, isError, "state error naming the unreachable server")
+
+	startRedis()
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.handler(t, "down").Status.State == "running" }, "running once the server is up")
+	publish := func(v string) {
+		if code, body := n.do(t, "POST", "/v1/topics/down_stream/messages?source=redis", `{"messages":[{"value":"`+v+`"}]}`); code != 200 {
+			t.Fatalf("publish: %d %s", code, body)
+		}
+	}
+	publish("before")
+	testkit.Eventually(t, 30*time.Second, func() bool { return ep.okCount() == 1 }, "delivered before the server's kill")
+
+	_ = redis.Process.Kill()
+	_ = redis.Wait()
+	testkit.Eventually(t, 15*time.Second, isError, "state error once the server is killed")
+	if code, _ := n.do(t, "POST", "/v1/topics/down_stream/messages?source=redis", `{"messages":[{"value":"x"}]}`); code != 502 {
+		t.Fatalf("publishing to a dead server answered %d, want 502", code)
+	}
+	startRedis()
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.handler(t, "down").Status.State == "running" }, "running again")
+	publish("after")
+	testkit.Eventually(t, 30*time.Second, func() bool { return ep.okCount() == 2 }, "delivered after the server came back")
+	if a := ep.attemptsOf("before"); a != 1 {
+		t.Fatalf("the message from before the outage was delivered %d times", a)
+	}
+}
+
+// TestQueueBadInput: what the API refuses about sources, and says why.
+func TestQueueBadInput(t *testing.T) {
+	n := startNode(t)
+	for _, tc := range []struct{ method, path, body, want string }{
+		{"POST", "/v1/topics/t/messages?source=sqs", `{"messages":[{"value":"v"}]}`, "unknown source"},
+		{"POST", "/v1/topics/t/messages?source=redis", `{"messages":[{"value":"v","partition":1}]}`, "a redis queue has no partitions"},
+		{"POST", "/v1/topics/a.b/messages?source=postgres", `{"messages":[{"value":"v"}]}`, "table name"},
+		{"PUT", "/v1/handlers/bad", `{"name":"bad","source":"amqp","topic":"t","ordering":"key","http":{"url":"http://x/"}}`, "must be none with source amqp"},
+		{"PUT", "/v1/handlers/bad", `{"name":"bad","source":"kinesis","topic":"t","http":{"url":"http://x/"}}`, "must be kafka, nats, amqp, redis or postgres"},
+	} {
+		code, body := n.do(t, tc.method, tc.path, tc.body)
+		if code != 400 || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s %s: %d %s, want 400 with %q", tc.method, tc.path, code, body, tc.want)
+		}
+	}
+	if code, body := n.do(t, "GET", "/v1/handlers", ""); code != 200 || strings.Contains(string(body), `"bad"`) {
+		t.Fatalf("a refused spec was stored: %s", body)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
