@@ -30,11 +30,13 @@ func TestQueueKill9MidStreamLosesNothing(t *testing.T) {
 			const concurrency = 8
 			spec := fmt.Sprintf("name: %s\nsource: %s\ntopic: %s\nconcurrency: %d\nhttp:\n  url: %s\n  timeout: 5s\n",
 				name, source, topic, concurrency, ep.URL)
+			// Publish first, so that the handler cannot keep pace with the
+			// publisher and finish before the kill.
+			const total = 1500
+			cli(t, o.httpAddr, lines("m-", 0, total, false), "publish", "--source", source, topic)
 			if out := cli(t, o.httpAddr, spec, "handler", "apply", "-f", "-"); !strings.Contains(out, "created") {
 				t.Fatalf("apply said %q", out)
 			}
-			const total = 1500
-			cli(t, o.httpAddr, lines("m-", 0, total, false), "publish", "--source", source, topic)
 			testkit.Eventually(t, 90*time.Second, func() bool { return ep.distinctValues() >= 200 }, "200 deliveries before the kill")
 			node.kill()
 			before := ep.distinctValues()

@@ -83,6 +83,17 @@ func (d *amqpDriver) publisher() (*wmamqp.Publisher, error) {
 }
 
 func (d *amqpDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {
+	// Declare the queue first (as the subscriber does): a publish to the
+	// default exchange with no queue of that name is dropped.
+	ch, err := d.control(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = ch.QueueDeclare(topic, true, false, false, false, nil)
+	ch.Close()
+	if err != nil {
+		return fmt.Errorf("declaring queue %s: %w", topic, err)
+	}
 	return orAfter(ctx, func() error {
 		pub, err := d.publisher()
 		if err != nil {

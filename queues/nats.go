@@ -125,7 +125,11 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 			DurableCalculator: func(prefix, _ string) string { return prefix },
 			SubscribeOptions: []nats.SubOpt{
 				nats.ManualAck(), nats.AckExplicit(), nats.AckWait(d.cfg.RedeliverAfter), deliver,
-				nats.MaxAckPending(max(1000, 4*subs)),
+				// The server sends no more than a node holds: a message
+				// waiting in the client's buffer while the breaker pauses
+				// would pass its ack wait and come again. The bound is the
+				// durable's, so it is shared by the nodes of the handler.
+				nats.MaxAckPending(subs),
 			},
 		},
 	}, wmLogger(d.cfg.Logger))
