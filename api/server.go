@@ -28,7 +28,8 @@ type Backend interface {
 	ApplyHandler(ctx context.Context, spec handlers.Spec) (h Handler, created bool, err error)
 	DeleteHandler(ctx context.Context, name string) error
 	SetPaused(ctx context.Context, name string, paused bool) (Handler, error)
-	Publish(ctx context.Context, topic string, recs []Record) ([]Produced, error)
+	// Publish writes recs to topic on source's server (Kafka, or a queue).
+	Publish(ctx context.Context, source handlers.Source, topic string, recs []Record) ([]Produced, error)
 	ListTopics(ctx context.Context) ([]TopicInfo, error)
 	CreateTopic(ctx context.Context, name string, partitions int) error
 	// Ready reports whether the node can serve, with the state of each check.
@@ -365,6 +366,15 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "topic", Msg: fmt.Sprintf("%q is an internal topic", topic)})
 		return
 	}
+	source, err := handlers.ParseSource(r.URL.Query().Get("source"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "source", Msg: err.Error()})
+		return
+	}
+	if err := handlers.ValidateSourceTopic(source, "topic", topic); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
 	body, ok := s.readBody(w, r, s.cfg.MaxPublishBytes)
 	if !ok {
 		return
@@ -389,9 +399,14 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
+		if source.IsQueue() && rec.Partition >= 0 {
+			writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: fmt.Sprintf("messages[%d].partition", i),
+				Msg: fmt.Sprintf("a %s queue has no partitions", source)})
+			return
+		}
 		recs[i] = rec
 	}
-	res, err := s.b.Publish(r.Context(), topic, recs)
+	res, err := s.b.Publish(r.Context(), source, topic, recs)
 	if err != nil {
 		backendErr(w, err)
 		return

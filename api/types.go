@@ -28,8 +28,17 @@ type HandlerStatus struct {
 	// not compiled into this node) or stopped; StateSince says since when.
 	State string `json:"state"`
 	RunnerStatus
-	// Lag is the sum over partitions of log end minus committed offset.
+	// Source is the kind of queue consumed: kafka, nats, amqp, redis or
+	// postgres.
+	Source string `json:"source"`
+	// Lag is, on Kafka, the sum over partitions of log end minus committed
+	// offset; on a queue, the messages not yet delivered to the handler
+	// (-1 when the queue does not answer).
 	Lag int64 `json:"lag"`
+	// Unacked is, on a queue, the messages delivered to the handler and
+	// not yet acknowledged (-1 when the queue cannot tell: RabbitMQ,
+	// PostgreSQL). Always 0 on Kafka.
+	Unacked int64 `json:"unacked,omitempty"`
 	// OldestAgeSeconds is the age of the oldest message not yet processed,
 	// from the last sample (0 when there is no lag).
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
@@ -105,6 +114,7 @@ type NodeInfo struct {
 // HandlerOverview is one row of the overview.
 type HandlerOverview struct {
 	Name    string `json:"name"`
+	Source  string `json:"source"` // kafka, nats, amqp, redis or postgres
 	Topic   string `json:"topic"`
 	Invoker string `json:"invoker"` // the URL, or "go"
 	// State is running, paused, breaker-open, starting, rejoining,

@@ -63,20 +63,23 @@ const (
 // DeadLetter is one dead-letter entry.
 type DeadLetter struct {
 	// ID is "<partition>-<offset>" of the record in the dead-letter topic.
-	ID              string    `json:"id"`
-	Handler         string    `json:"handler"`
-	Key             string    `json:"key,omitempty"`
-	KeyBase64       string    `json:"keyBase64,omitempty"`
-	Error           string    `json:"error"`
-	Status          int       `json:"status,omitempty"`
-	Attempts        int       `json:"attempts"`
-	SourceTopic     string    `json:"sourceTopic"`
-	SourcePartition int       `json:"sourcePartition"`
-	SourceOffset    int64     `json:"sourceOffset"`
-	FirstFailure    time.Time `json:"firstFailure"`
-	LastFailure     time.Time `json:"lastFailure"`
-	State           string    `json:"state"`
-	StateChangedAt  time.Time `json:"stateChangedAt,omitzero"`
+	ID              string `json:"id"`
+	Handler         string `json:"handler"`
+	Key             string `json:"key,omitempty"`
+	KeyBase64       string `json:"keyBase64,omitempty"`
+	Error           string `json:"error"`
+	Status          int    `json:"status,omitempty"`
+	Attempts        int    `json:"attempts"`
+	SourceTopic     string `json:"sourceTopic"`
+	SourcePartition int    `json:"sourcePartition"`
+	SourceOffset    int64  `json:"sourceOffset"`
+	// SourceRef is, for a queued message with a Watermill UUID, that UUID
+	// (its source partition and offset are then -1).
+	SourceRef      string    `json:"sourceRef,omitempty"`
+	FirstFailure   time.Time `json:"firstFailure"`
+	LastFailure    time.Time `json:"lastFailure"`
+	State          string    `json:"state"`
+	StateChangedAt time.Time `json:"stateChangedAt,omitzero"`
 	// Show only: the payload and the original headers.
 	Value       *string           `json:"value,omitempty"`
 	ValueBase64 string            `json:"valueBase64,omitempty"`
@@ -132,8 +135,12 @@ type Header struct {
 
 // Produced is where a published message landed.
 type Produced struct {
+	// Partition and Offset are where a Kafka record landed; -1 on a queue.
 	Partition int   `json:"partition"`
 	Offset    int64 `json:"offset"`
+	// ID is, on a queue, the message's Watermill UUID (the handler's ce-id
+	// is topic/ID).
+	ID string `json:"id,omitempty"`
 }
 
 // TopicInfo is one topic of GET /v1/topics.

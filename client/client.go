@@ -148,6 +148,12 @@ func (c *Client) handlerAction(ctx context.Context, name, action string) (api.Ha
 // Publish writes msgs to topic in one request and returns where each
 // landed, in the order of msgs. With no msgs it sends nothing.
 func (c *Client) Publish(ctx context.Context, topic string, msgs []api.PublishMessage) ([]api.Produced, error) {
+	return c.PublishTo(ctx, "", topic, msgs)
+}
+
+// PublishTo is Publish into a queue of source (nats, amqp, redis or
+// postgres; "" or kafka is Publish).
+func (c *Client) PublishTo(ctx context.Context, source, topic string, msgs []api.PublishMessage) ([]api.Produced, error) {
 	if topic == "" {
 		return nil, errors.New("publishing: the topic is empty")
 	}
@@ -156,6 +162,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs []api.PublishMe
 	}
 	var r api.PublishResponse
 	path := "/v1/topics/" + url.PathEscape(topic) + "/messages"
+	if source != "" {
+		path += "?source=" + url.QueryEscape(source)
+	}
 	if _, err := c.do(ctx, http.MethodPost, path, api.PublishRequest{Messages: msgs}, &r); err != nil {
 		return nil, err
 	}

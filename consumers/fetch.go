@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/handlers"
@@ -25,6 +26,9 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		}
 	}
 	defer rd.Close()
+	if s, ok := rd.(Settler); ok {
+		p.settle = s.Settle
+	}
 	// Inline invocations outlive the assignment like a worker's do.
 	wctx, cancel := context.WithCancel(ss.invokeCtx)
 	defer cancel()
@@ -71,6 +75,7 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 		}
 		r.received.Add(1)
 		p.fetched.Store(w.msg.Offset)
+		w.offset = w.msg.Offset
 		w.seq = p.tr.add(w.msg.Offset)
 		if _, ok := w.msg.Header(handlers.HeaderReplayOf); ok {
 			r.replayed.Add(1)
@@ -109,6 +114,11 @@ func restoreOriginal(m *handlers.Message) {
 		return
 	}
 	if topic, p, o, ok := handlers.ParseID(string(v)); ok {
-		m.Topic, m.Partition, m.Offset = topic, p, o
+		m.Topic, m.Partition, m.Offset, m.Ref = topic, p, o, ""
+		return
+	}
+	// A queued message's topic/ref (Message.ID).
+	if i := strings.LastIndexByte(string(v), '/'); i > 0 && i < len(v)-1 {
+		m.Topic, m.Ref = string(v[:i]), string(v[i+1:])
 	}
 }

@@ -26,8 +26,9 @@ const (
 
 // finish records w's outcome, whatever it was. It is called exactly once
 // for every message that passed the hold gate: a final outcome lets the
-// partition commit past w, abandoned does not; either way w's room in the
-// hold gate is returned.
+// partition commit past w (and acknowledges it, on a queue that settles
+// each message), abandoned does not (and gives it back); either way w's
+// room in the hold gate is returned.
 func (r *Runner) finish(w *work, o outcome) {
 	switch o {
 	case handled:
@@ -39,6 +40,9 @@ func (r *Runner) finish(w *work, o outcome) {
 	}
 	if o != abandoned {
 		w.p.tr.finish(w.seq)
+	}
+	if w.p.settle != nil {
+		w.p.settle(w.offset, o != abandoned)
 	}
 	r.gate.release(w.size)
 }

@@ -218,25 +218,34 @@ const (
 	StateStalled = "stalled"
 	// StateBreakerOpen: running, with the breaker open.
 	StateBreakerOpen = "breaker-open"
-	// StateError: the source failed and is being restarted.
+	// StateError: the source failed and is being restarted, or the server
+	// of a queue stopped answering during an assignment.
 	StateError = "error"
 	// StateStopped: the runner has stopped.
 	StateStopped = "stopped"
 )
 
 // SourceError is the callback a Source uses to report a transient error
-// while it joins its group (or recovery, with nil). It is shown as the
-// status's last error; the state stays starting or rejoining, and turns
-// stalled after StallAfter.
+// (or recovery, with nil). It is shown as the status's last error. While
+// the source joins its group the state stays starting or rejoining, and
+// turns stalled after StallAfter. During an assignment (a queue whose
+// server stopped answering) the state turns error, and back to running on
+// recovery: the assignment and the messages it holds are kept.
 func (r *Runner) SourceError(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {
 		r.lastErr = ""
+		if r.state == StateError && r.partitions != nil {
+			r.state, r.stateSince = StateRunning, time.Now()
+		}
 		return
 	}
 	r.lastErr = err.Error()
-	if r.state == StateError || r.state == StateStopped {
+	switch {
+	case r.state == StateRunning && r.partitions != nil:
+		r.state, r.stateSince = StateError, time.Now()
+	case r.state == StateError && r.partitions == nil, r.state == StateStopped:
 		r.state, r.stateSince = StateRejoining, time.Now()
 	}
 }

@@ -32,6 +32,9 @@ type partition struct {
 	fetched   atomic.Int64 // offset of the last fetched message
 	mu        sync.Mutex
 	chains    map[string]*chain
+	// settle, for a queue that acknowledges each message (Settler), is
+	// told every tracked message's outcome; set before the first fetch.
+	settle func(offset int64, final bool)
 }
 
 type chain struct{ queue []*work }
@@ -41,7 +44,10 @@ type work struct {
 	msg  handlers.Message
 	seq  uint64
 	size int64
-	p    *partition
+	// offset is the message's position as fetched, before a replay or a
+	// delay topic restored its original coordinates.
+	offset int64
+	p      *partition
 	// inlineTries and inlineErr carry a failed inline attempt over to
 	// process.
 	inlineTries int

@@ -59,3 +59,13 @@ type PartitionReader interface {
 	Fetch(ctx context.Context, m *handlers.Message) error
 	Close() error
 }
+
+// Settler is implemented by a PartitionReader of a queue that acknowledges
+// each message instead of committing offsets (a WatermillSource). The
+// engine calls Settle exactly once for every message it fetched and
+// tracked: final is true once the message reached a final outcome (handled,
+// or durably dead-lettered), and the queue may forget it; false when it was
+// abandoned (a drain), and the queue should deliver it again.
+type Settler interface {
+	Settle(offset int64, final bool)
+}

@@ -126,26 +126,37 @@ func (q *Queue) DeadLetter(ctx context.Context, topic string, m *handlers.Messag
 // Entry is one dead-lettered message.
 type Entry struct {
 	// ID is "<partition>-<offset>" of the record in the dead-letter topic.
-	ID              string    `json:"id"`
-	Handler         string    `json:"handler"`
-	Key             string    `json:"key,omitempty"`
-	KeyBase64       string    `json:"keyBase64,omitempty"`
-	Error           string    `json:"error"`
-	Status          int       `json:"status,omitempty"`
-	Attempts        int       `json:"attempts"`
-	SourceTopic     string    `json:"sourceTopic"`
-	SourcePartition int       `json:"sourcePartition"`
-	SourceOffset    int64     `json:"sourceOffset"`
-	FirstFailure    time.Time `json:"firstFailure"`
-	LastFailure     time.Time `json:"lastFailure"`
-	State           string    `json:"state"`
-	StateChangedAt  time.Time `json:"stateChangedAt,omitzero"`
+	ID              string `json:"id"`
+	Handler         string `json:"handler"`
+	Key             string `json:"key,omitempty"`
+	KeyBase64       string `json:"keyBase64,omitempty"`
+	Error           string `json:"error"`
+	Status          int    `json:"status,omitempty"`
+	Attempts        int    `json:"attempts"`
+	SourceTopic     string `json:"sourceTopic"`
+	SourcePartition int    `json:"sourcePartition"`
+	SourceOffset    int64  `json:"sourceOffset"`
+	// SourceRef is the Watermill UUID of a queued message that had one
+	// (handlers.Message.Ref); its partition and offset are then -1.
+	SourceRef      string    `json:"sourceRef,omitempty"`
+	FirstFailure   time.Time `json:"firstFailure"`
+	LastFailure    time.Time `json:"lastFailure"`
+	State          string    `json:"state"`
+	StateChangedAt time.Time `json:"stateChangedAt,omitzero"`
 	// Show only: the payload and the original headers.
 	Value       *string           `json:"value,omitempty"`
 	ValueBase64 string            `json:"valueBase64,omitempty"`
 	Headers     map[string]string `json:"headers,omitempty"`
 
 	raw topics.Message
+}
+
+// sourceID is the failed message's id (handlers.Message.ID).
+func (e *Entry) sourceID() string {
+	if e.SourceRef != "" {
+		return e.SourceTopic + "/" + e.SourceRef
+	}
+	return handlers.FormatID(e.SourceTopic, e.SourcePartition, e.SourceOffset)
 }
 
 type stateRecord struct {
@@ -165,7 +176,11 @@ func (q *Queue) decode(handler string, m topics.Message, withPayload bool) (Entr
 			e.Handler = v
 			found = true
 		case HeaderFailedAt:
-			e.SourceTopic, e.SourcePartition, e.SourceOffset, _ = handlers.ParseID(v)
+			var ok bool
+			e.SourceTopic, e.SourcePartition, e.SourceOffset, ok = handlers.ParseID(v)
+			if i := strings.LastIndexByte(v, '/'); !ok && i > 0 {
+				e.SourceTopic, e.SourcePartition, e.SourceOffset, e.SourceRef = v[:i], -1, -1, v[i+1:]
+			}
 		case HeaderAttempts:
 			e.Attempts, _ = strconv.Atoi(v)
 		case HeaderFirstFailure:
@@ -405,6 +420,18 @@ const replayBatch = 500
 // replay topic before it is marked, so a crash midway loses nothing: what
 // was not marked is still dead and is replayed by the next request.
 func (q *Queue) Replay(ctx context.Context, handler, dlqTopic, replayTopic string, sel Selection) (int, error) {
+	return q.ReplayVia(ctx, handler, dlqTopic, func(ctx context.Context, recs []topics.Record) error {
+		if _, err := q.tc.Produce(ctx, replayTopic, recs); err != nil {
+			return fmt.Errorf("replaying to %s: %w", replayTopic, err)
+		}
+		return nil
+	}, sel)
+}
+
+// ReplayVia is Replay with write delivering each batch (a handler whose
+// source is a queue gets its replays on that queue). write must return
+// only once the batch is durable.
+func (q *Queue) ReplayVia(ctx context.Context, handler, dlqTopic string, write func(context.Context, []topics.Record) error, sel Selection) (int, error) {
 	entries, err := q.resolve(ctx, handler, dlqTopic, sel)
 	if err != nil {
 		return 0, err
@@ -416,12 +443,12 @@ func (q *Queue) Replay(ctx context.Context, handler, dlqTopic, replayTopic strin
 		notOurs := func(k string) bool { return !strings.HasPrefix(k, headerPrefix) }
 		for i, e := range batch {
 			recs[i] = topics.Forward(e.raw.Key, e.raw.Value, e.raw.Headers, notOurs,
-				kafka.Header{Key: handlers.HeaderOriginal, Value: []byte(handlers.FormatID(e.SourceTopic, e.SourcePartition, e.SourceOffset))},
+				kafka.Header{Key: handlers.HeaderOriginal, Value: []byte(e.sourceID())},
 				kafka.Header{Key: handlers.HeaderReplayOf, Value: []byte(e.ID)},
 			)
 		}
-		if _, err := q.tc.Produce(ctx, replayTopic, recs); err != nil {
-			return done, fmt.Errorf("replaying to %s after %d entries: %w", replayTopic, done, err)
+		if err := write(ctx, recs); err != nil {
+			return done, fmt.Errorf("after %d entries: %w", done, err)
 		}
 		if err := q.mark(ctx, handler, batch, StateReplayed); err != nil {
 			return done, fmt.Errorf("marking entries replayed after %d: %w", done, err)

@@ -23,6 +23,11 @@ type Message struct {
 	// Attempt counts deliveries of this message to this handler within one
 	// run of the engine, starting at 1.
 	Attempt int
+	// Ref is the source's own id of the message, for queues without
+	// partitions and offsets (NATS, AMQP, Redis Streams, PostgreSQL): the
+	// Watermill UUID the publisher set. Empty for Kafka, and for a queued
+	// message that carries no id; then Partition and Offset identify it.
+	Ref string
 }
 
 // Header is one Kafka record header.
@@ -32,8 +37,12 @@ type Header struct {
 }
 
 // ID is the message's identity across every node and every retry:
-// topic/partition/offset. It is the CloudEvents ce-id.
+// topic/partition/offset, or topic/ref for a queued message with a Ref. It
+// is the CloudEvents ce-id.
 func (m *Message) ID() string {
+	if m.Ref != "" {
+		return m.Topic + "/" + m.Ref
+	}
 	return FormatID(m.Topic, m.Partition, m.Offset)
 }
 

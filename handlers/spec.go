@@ -51,7 +51,11 @@ type Spec struct {
 	// Name identifies the handler: [a-z0-9][a-z0-9-]{0,62}. The handler
 	// consumes with the consumer group "sluice.<name>".
 	Name string `json:"name"`
-	// Topic is the topic the handler consumes.
+	// Source is the kind of queue the handler consumes: kafka (default),
+	// nats, amqp, redis or postgres.
+	Source Source `json:"source,omitempty"`
+	// Topic is what the handler consumes: the Kafka topic, JetStream
+	// subject, RabbitMQ queue, Redis stream key or watermill-sql topic.
 	Topic string `json:"topic"`
 	// HTTP invokes an endpoint with one POST per message. Exactly one of
 	// HTTP and Go is set.
@@ -109,6 +113,10 @@ func (s *Spec) Group() string { return "sluice." + s.Name }
 func (s *Spec) Normalize() {
 	if s.Ordering == "" {
 		s.Ordering = OrderingKey
+		if s.Source.IsQueue() {
+			// A queue keeps no order by key (validateSource).
+			s.Ordering = OrderingNone
+		}
 	}
 	if s.Concurrency.IsZero() && s.Batch != nil {
 		// Room for at least one full batch.
@@ -129,8 +137,9 @@ func (s *Spec) Normalize() {
 }
 
 var (
-	nameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	topicRE   = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	pgTopicRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,40}$`)
 )
 
 // ValidateTopic checks a Kafka topic name.
@@ -224,7 +233,10 @@ func (s *Spec) Validate() error {
 	if err := s.validatePolicy(); err != nil {
 		return err
 	}
-	return s.validateScaling()
+	if err := s.validateScaling(); err != nil {
+		return err
+	}
+	return s.validateSource()
 }
 
 func validHeaderName(k string) bool {

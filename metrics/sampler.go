@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -113,7 +114,12 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 		if t.Runner != nil {
 			st = t.Runner.Status()
 		}
-		bl := s.backlog(ctx, t.Spec, now)
+		var bl backlogReading
+		if src := t.Spec.Source; src == "" || src == handlers.SourceKafka {
+			// A queue handler's backlog is its queue's (the API reads it);
+			// its topic name may also be a Kafka topic's that is not its.
+			bl = s.backlog(ctx, t.Spec, now)
+		}
 		members := -1
 		if bl.ok && !t.Paused {
 			if _, ms, err := s.tc.GroupMembers(ctx, t.Spec.Group()); err == nil {
@@ -137,8 +143,13 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 			// showing an age that is not growing.
 			h.lag, h.oldest = nil, 0
 		}
-		if bl.ok {
+		switch {
+		case bl.ok:
 			s.scale(h, t, st, bl, members, now)
+		case t.Spec.Source != "" && t.Spec.Source != handlers.SourceKafka:
+			h.desired = t.Spec.Scaling.Min()
+			h.desiredReason = fmt.Sprintf("source %s: the fleet size is computed for Kafka handlers only; minNodes", t.Spec.Source)
+			h.desiredAt = now
 		}
 		for _, parts := range h.lag {
 			for _, l := range parts {

@@ -145,7 +145,7 @@ func newHandlerListCmd(env Env, conn *apiConn) *cobra.Command {
 				lag = fmt.Sprint(h.Status.Lag)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				h.Name, h.Spec.Topic, invoker(h.Spec), h.Spec.Ordering, h.Spec.Concurrency, state(h), lag)
+				h.Name, topicWithSource(h.Spec), invoker(h.Spec), h.Spec.Ordering, h.Spec.Concurrency, state(h), lag)
 		}
 		return tw.Flush()
 	}
@@ -221,6 +221,9 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
 	s := h.Spec
 	row("Name", h.Name)
+	if s.Source.IsQueue() {
+		row("Source", s.Source)
+	}
 	row("Topic", s.Topic)
 	row("Group", s.Group())
 	switch {
@@ -387,4 +390,13 @@ func newHandlerPauseCmd(env Env, conn *apiConn, verb, done string) *cobra.Comman
 		return nil
 	}
 	return cmd
+}
+
+// topicWithSource is a handler's topic, prefixed with its source when that
+// is a queue rather than Kafka: "redis:orders".
+func topicWithSource(s handlers.Spec) string {
+	if s.Source.IsQueue() {
+		return string(s.Source) + ":" + s.Topic
+	}
+	return s.Topic
 }

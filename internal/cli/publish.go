@@ -35,6 +35,7 @@ func newPublishCmd(env Env, conn *apiConn) *cobra.Command {
 		data      string
 		file      string
 		partition int
+		source    string
 	)
 	cmd := &cobra.Command{
 		Use:   "publish TOPIC",
@@ -43,10 +44,16 @@ func newPublishCmd(env Env, conn *apiConn) *cobra.Command {
 
 With --data or --file, publish one message whose value is the string or the
 file's bytes. With neither, publish each non-empty line of stdin as one
-message. --key, --header and --partition apply to every message.`,
+message. --key, --header and --partition apply to every message.
+
+--source writes into a queue instead of a Kafka topic: nats (a JetStream
+subject), amqp (a RabbitMQ queue), redis (a stream) or postgres (a
+watermill-sql table); the node's --nats-url, --amqp-url, --redis-url or
+--postgres-url says where.`,
 		Example: `  sluice publish orders --key o-1 --data '{"id":"o-1"}'
   sluice publish images --file cat.png --header content-type=image/png
-  jq -c '.[]' orders.json | sluice publish orders`,
+  jq -c '.[]' orders.json | sluice publish orders
+  sluice publish --source redis orders --key o-1 --data '{"id":"o-1"}'`,
 		Args: exactArgs("TOPIC"),
 	}
 	out := addOutputFlag(cmd)
@@ -56,11 +63,22 @@ message. --key, --header and --partition apply to every message.`,
 	f.StringVar(&data, "data", "", "the message `value`")
 	f.StringVar(&file, "file", "", "read the message value from the file at `path`")
 	f.IntVar(&partition, "partition", 0, "write to partition `n` instead of the one the key picks")
+	f.StringVar(&source, "source", "", "the queue to write to: kafka (default), nats, amqp, redis or postgres")
 
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		topic := args[0]
 		if err := handlers.ValidateTopic("topic", topic); err != nil {
 			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		src, err := handlers.ParseSource(source)
+		if err != nil {
+			return usageErr(c, "--source: %v", err)
+		}
+		if err := handlers.ValidateSourceTopic(src, "topic", topic); err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		if src.IsQueue() && c.Flags().Changed("partition") {
+			return usageErr(c, "--partition: a %s queue has no partitions", source)
 		}
 		if c.Flags().Changed("data") && c.Flags().Changed("file") {
 			return usageErr(c, "use --data or --file, not both")
@@ -109,21 +127,25 @@ message. --key, --header and --partition apply to every message.`,
 			return err
 		}
 		if one {
-			res, err := cl.Publish(c.Context(), topic, []api.PublishMessage{withValue(tmpl, single)})
+			res, err := cl.PublishTo(c.Context(), source, topic, []api.PublishMessage{withValue(tmpl, single)})
 			if err != nil {
 				return fail("publishing to "+topic, err)
 			}
 			if *out != outputTable {
 				return writeData(env.Stdout, *out, res)
 			}
-			fmt.Fprintf(env.Stdout, "%s/%d@%d\n", topic, res[0].Partition, res[0].Offset)
+			if src.IsQueue() {
+				fmt.Fprintf(env.Stdout, "%s %s/%s\n", source, topic, res[0].ID)
+			} else {
+				fmt.Fprintf(env.Stdout, "%s/%d@%d\n", topic, res[0].Partition, res[0].Offset)
+			}
 			return nil
 		}
 
 		if isTerminal(env.Stdin) {
 			fmt.Fprintln(env.Stderr, "reading messages from stdin, one per line; end with Ctrl-D")
 		}
-		res, err := publishLines(c, cl, topic, tmpl, env.Stdin)
+		res, err := publishLines(c, cl, source, topic, tmpl, env.Stdin)
 		if err != nil {
 			return err
 		}
@@ -138,7 +160,7 @@ message. --key, --header and --partition apply to every message.`,
 
 // publishLines publishes each non-empty line of r as one message, in
 // batches, without holding more than one batch in memory.
-func publishLines(c *cobra.Command, cl *client.Client, topic string, tmpl api.PublishMessage, r io.Reader) ([]api.Produced, error) {
+func publishLines(c *cobra.Command, cl *client.Client, source, topic string, tmpl api.PublishMessage, r io.Reader) ([]api.Produced, error) {
 	results := []api.Produced{}
 	if r == nil {
 		return results, nil
@@ -149,7 +171,7 @@ func publishLines(c *cobra.Command, cl *client.Client, topic string, tmpl api.Pu
 		if len(batch) == 0 {
 			return nil
 		}
-		res, err := cl.Publish(c.Context(), topic, batch)
+		res, err := cl.PublishTo(c.Context(), source, topic, batch)
 		if err != nil {
 			doing := "publishing to " + topic
 			if len(results) > 0 {

@@ -102,6 +102,11 @@ func addServeFlags(f *pflag.FlagSet, env Env, configPath *string) {
 var keyUsage = map[string]string{
 	"sampleInterval":            "how often handlers' rates, latencies, lag and desired fleet size are sampled",
 	"scalerAddr":                "where KEDA's external-scaler gRPC service listens (with reflection); empty: not served",
+	"natsURL":                   "NATS server (JetStream) of handlers with source nats",
+	"amqpURL":                   "RabbitMQ server of handlers with source amqp",
+	"redisURL":                  "Redis server of handlers with source redis",
+	"postgresURL":               "PostgreSQL database of handlers with source postgres",
+	"redeliverAfter":            "how long nats, redis and postgres wait for an acknowledgement before redelivering to another consumer",
 	"heartbeatInterval":         "how often a node checks in with each handler's group",
 	"rebalanceTimeout":          "how long a group waits for members in a rebalance (0: drain + grace + final commit + 5s)",
 	"fetch.maxBytes":            "the most bytes one fetch reads from a partition",

@@ -176,7 +176,7 @@ func writeStatus(w io.Writer, ov api.Overview) error {
 		// Counts are shown as they are: a lag, in-flight or dead-letter
 		// count of 0 is news, not a missing measurement.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n",
-			h.Name, handlerState(h), rate(h.RateIn), rate(h.RateOut), rate(h.ErrorRate),
+			nameWithSource(h.Name, h.Source), handlerState(h), rate(h.RateIn), rate(h.RateOut), rate(h.ErrorRate),
 			latency(h.P50Ms), latency(h.P99Ms), h.Lag, age(h.OldestAgeSeconds), limit, h.InFlight, h.DeadLettered)
 	}
 	return tw.Flush()
@@ -274,4 +274,13 @@ func age(s float64) string {
 	default:
 		return fmt.Sprintf("%dd%02dh", m/(24*60), m/60%24)
 	}
+}
+
+// nameWithSource is a handler's name, followed by its source when that is
+// a queue rather than Kafka: "orders (redis)".
+func nameWithSource(name, source string) string {
+	if source == "" || source == "kafka" {
+		return name
+	}
+	return name + " (" + source + ")"
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -24,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/queues"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/topics"
 )
@@ -45,7 +47,13 @@ func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
 	if st.Partitions == nil {
 		st.Partitions = []api.PartitionStatus{}
 	}
-	st.Lag = n.lag(ctx, e.Spec)
+	st.Source = string(e.Spec.SourceKind())
+	if e.Spec.Source.IsQueue() {
+		b := n.backlog(ctx, e.Spec)
+		st.Lag, st.Unacked = b.Waiting, b.Unacked
+	} else {
+		st.Lag = n.lag(ctx, e.Spec)
+	}
 	if p, _, ok := n.sampler.Latest(e.Spec.Name); ok {
 		st.OldestAgeSeconds = p.OldestAgeSeconds
 	}
@@ -85,6 +93,18 @@ func (n *Node) lag(ctx context.Context, spec handlers.Spec) int64 {
 		lag += p.Lag
 	}
 	return lag
+}
+
+// backlog is a queue handler's backlog; -1s when the queue does not
+// answer.
+func (n *Node) backlog(ctx context.Context, spec handlers.Spec) queues.Backlog {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	b, err := n.queues.Backlog(ctx, spec)
+	if err != nil {
+		return queues.Backlog{Waiting: -1, Unacked: -1}
+	}
+	return b
 }
 
 // ListHandlers implements api.Backend.
@@ -182,7 +202,10 @@ func (n *Node) SetPaused(ctx context.Context, name string, paused bool) (api.Han
 }
 
 // Publish implements api.Backend.
-func (n *Node) Publish(ctx context.Context, topic string, recs []api.Record) ([]api.Produced, error) {
+func (n *Node) Publish(ctx context.Context, source handlers.Source, topic string, recs []api.Record) ([]api.Produced, error) {
+	if source.IsQueue() {
+		return n.publishQueue(ctx, source, topic, recs)
+	}
 	trecs := toRecords(recs)
 	ctx, span := n.tracePublish(ctx, topic, trecs)
 	defer span.End()
@@ -192,6 +215,24 @@ func (n *Node) Publish(ctx context.Context, topic string, recs []api.Record) ([]
 		return nil, asAPIError(err)
 	}
 	return produced(res), nil
+}
+
+// publishQueue writes recs to a queue through its Watermill publisher.
+func (n *Node) publishQueue(ctx context.Context, source handlers.Source, topic string, recs []api.Record) ([]api.Produced, error) {
+	msgs := make([]*message.Message, len(recs))
+	out := make([]api.Produced, len(recs))
+	for i, r := range recs {
+		hs := make([]handlers.Header, len(r.Headers))
+		for j, h := range r.Headers {
+			hs[j] = handlers.Header{Key: h.Key, Value: h.Value}
+		}
+		msgs[i] = queues.Encode("", r.Key, r.Value, hs)
+		out[i] = api.Produced{Partition: -1, Offset: -1, ID: msgs[i].UUID}
+	}
+	if err := n.queues.Publish(ctx, source, topic, msgs); err != nil {
+		return nil, err // 502: the queue's server failed
+	}
+	return out, nil
 }
 
 // ListTopics implements api.Backend.
@@ -289,6 +330,22 @@ func (n *Node) ReplayDeadLetters(ctx context.Context, name string, sel api.Selec
 	if err != nil {
 		return 0, err
 	}
+	if e, _ := n.reg.Get(name); e.Spec.Source.IsQueue() {
+		// Back into the queue the handler reads: only this handler's group
+		// reads a queue, so the replay reaches it alone as on Kafka.
+		count, err := n.dlq.ReplayVia(ctx, name, topic, func(ctx context.Context, recs []topics.Record) error {
+			msgs := make([]*message.Message, len(recs))
+			for i, r := range recs {
+				hs := make([]handlers.Header, len(r.Headers))
+				for j, h := range r.Headers {
+					hs[j] = handlers.Header{Key: h.Key, Value: h.Value}
+				}
+				msgs[i] = queues.Encode("", r.Key, r.Value, hs)
+			}
+			return n.queues.Publish(ctx, e.Spec.Source, e.Spec.Topic, msgs)
+		}, dlq.Selection(sel))
+		return count, asAPIError(err)
+	}
 	if err := n.tc.Ensure(ctx, replay, 1, nil); err != nil {
 		return 0, err
 	}
@@ -314,7 +371,7 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 		Handlers: []api.HandlerOverview{},
 	}
 	for _, t := range n.targets() {
-		h := api.HandlerOverview{Name: t.Spec.Name, Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
+		h := api.HandlerOverview{Name: t.Spec.Name, Source: string(t.Spec.SourceKind()), Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
 			ConcurrencyLimit: t.Spec.Concurrency.Max}
 		if t.Spec.HTTP != nil {
 			h.Invoker = t.Spec.HTTP.URL
@@ -337,6 +394,10 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 			h.RateIn, h.RateOut, h.ErrorRate = p.RateIn, p.RateOut, p.ErrorRate
 			h.P50Ms, h.P99Ms = p.P50Ms, p.P99Ms
 			h.Lag, h.OldestAgeSeconds = p.Lag, p.OldestAgeSeconds
+		}
+		if t.Spec.Source.IsQueue() {
+			// The sampler measures Kafka groups; a queue says its own.
+			h.Lag, h.OldestAgeSeconds = n.backlog(ctx, t.Spec).Waiting, 0
 		}
 		out.Handlers = append(out.Handlers, h)
 	}
@@ -525,7 +586,7 @@ func toRecords(recs []api.Record) []topics.Record {
 func produced(ps []topics.Produced) []api.Produced {
 	out := make([]api.Produced, len(ps))
 	for i, p := range ps {
-		out[i] = api.Produced(p)
+		out[i] = api.Produced{Partition: p.Partition, Offset: p.Offset}
 	}
 	return out
 }
@@ -541,7 +602,7 @@ func topicInfos(is []topics.Info) []api.TopicInfo {
 func deadLetter(e dlq.Entry) api.DeadLetter {
 	return api.DeadLetter{
 		ID: e.ID, Handler: e.Handler, Key: e.Key, KeyBase64: e.KeyBase64, Error: e.Error, Status: e.Status,
-		Attempts: e.Attempts, SourceTopic: e.SourceTopic, SourcePartition: e.SourcePartition, SourceOffset: e.SourceOffset,
+		Attempts: e.Attempts, SourceTopic: e.SourceTopic, SourcePartition: e.SourcePartition, SourceOffset: e.SourceOffset, SourceRef: e.SourceRef,
 		FirstFailure: e.FirstFailure, LastFailure: e.LastFailure, State: e.State, StateChangedAt: e.StateChangedAt,
 		Value: e.Value, ValueBase64: e.ValueBase64, Headers: e.Headers,
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"reflect"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/queues"
 	"github.com/sluicehq/sluice/topics"
 )
 
@@ -81,6 +83,23 @@ type Config struct {
 	Embedded EmbeddedConfig `yaml:"embedded"`
 	// Log is read by `sluice serve`; a Go program passes its own logger.
 	Log LogConfig `yaml:"log"`
+	// NATSURL is the NATS server (JetStream) of handlers with source nats.
+	// Default nats://127.0.0.1:4222.
+	NATSURL string `yaml:"natsURL"`
+	// AMQPURL is the RabbitMQ server of handlers with source amqp. Default
+	// amqp://guest:guest@127.0.0.1:5672/.
+	AMQPURL string `yaml:"amqpURL"`
+	// RedisURL is the Redis server of handlers with source redis. Default
+	// redis://127.0.0.1:6379/0.
+	RedisURL string `yaml:"redisURL"`
+	// PostgresURL is the PostgreSQL database of handlers with source
+	// postgres. Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
+	PostgresURL string `yaml:"postgresURL"`
+	// RedeliverAfter is how long a queue (nats, redis, postgres) waits for
+	// a consumer's acknowledgement before it gives the message to another:
+	// how late a killed node's messages come back, and longer than a node
+	// may hold one (retries, a breaker pause). Default 60s.
+	RedeliverAfter time.Duration `yaml:"redeliverAfter"`
 }
 
 // FetchConfig tunes each partition reader.
@@ -217,8 +236,13 @@ func DefaultConfig() Config {
 			MaxWait:          consumers.DefaultFetchMaxWait,
 			PrefetchMessages: consumers.DefaultPrefetchMessages,
 		},
-		API: APIConfig{Metrics: MetricsOpen},
-		Log: LogConfig{Format: "text", Level: "info"},
+		API:            APIConfig{Metrics: MetricsOpen},
+		Log:            LogConfig{Format: "text", Level: "info"},
+		NATSURL:        queues.DefaultNATSURL,
+		AMQPURL:        queues.DefaultAMQPURL,
+		RedisURL:       queues.DefaultRedisURL,
+		PostgresURL:    queues.DefaultPostgresURL,
+		RedeliverAfter: queues.DefaultRedeliverAfter,
 	}
 }
 
@@ -348,6 +372,18 @@ func (c Config) Validate() error {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		return fmt.Errorf("log.level: want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	for _, u := range []struct{ flag, url, scheme string }{
+		{"nats-url", c.NATSURL, "nats"}, {"amqp-url", c.AMQPURL, "amqp"},
+		{"redis-url", c.RedisURL, "redis"}, {"postgres-url", c.PostgresURL, "postgres"},
+	} {
+		p, err := url.Parse(u.url)
+		if err != nil || p.Host == "" || !strings.HasPrefix(p.Scheme, u.scheme) {
+			return fmt.Errorf("%s: %q is not a %s:// URL", u.flag, u.url, u.scheme)
+		}
+	}
+	if c.RedeliverAfter < time.Second || c.RedeliverAfter > time.Hour {
+		return fmt.Errorf("redeliver-after: must be between 1s and 1h, got %s", c.RedeliverAfter)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/queues"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/retrytopics"
 	"github.com/sluicehq/sluice/scaler"
@@ -60,6 +61,9 @@ type Node struct {
 	tel       *metrics.Telemetry
 	sampler   *metrics.Sampler
 	instr     *metrics.Instruments
+	// queues reaches the queue servers of handlers whose source is not
+	// Kafka.
+	queues *queues.Queues
 }
 
 type goHandler struct {
@@ -217,6 +221,7 @@ func (n *Node) Run(ctx context.Context) error {
 	<-supDone // every runner has drained, committed and left its group
 	stopParts()
 	wg.Wait()
+	_ = n.queues.Close()
 	n.log.Info("stopped")
 	return nil
 }
@@ -257,9 +262,14 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 	dialer := &kafka.Dialer{ClientID: nodeID, Timeout: 10 * time.Second, DualStack: true, TLS: n.kafka.tls, SASLMechanism: n.kafka.mech}
 	reg := registry.New(registry.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Logger: n.log})
 	dq := dlq.New(tc, brokers, dialer, n.log)
+	qs := queues.New(queues.Config{
+		NATSURL: n.cfg.NATSURL, AMQPURL: n.cfg.AMQPURL, RedisURL: n.cfg.RedisURL, PostgresURL: n.cfg.PostgresURL,
+		Node: nodeID, RedeliverAfter: n.cfg.RedeliverAfter, Logger: n.log,
+	})
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, httpAddr, time.Now()
+	n.queues = qs
 	n.nodeID, n.tel = nodeID, tel
 	n.sup = newSupervisor(supervisorDeps{
 		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
@@ -277,7 +287,7 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 			MemberData:        n.memberData(),
 			Logger:            n.log,
 		},
-		dead: dq, parker: retrytopics.New(tc),
+		dead: dq, parker: retrytopics.New(tc), queues: qs,
 		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
 	})
 	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)

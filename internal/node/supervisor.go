@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/consumers"
 	"github.com/sluicehq/sluice/handlers"
+	"github.com/sluicehq/sluice/queues"
 	"github.com/sluicehq/sluice/registry"
 	"github.com/sluicehq/sluice/topics"
 )
@@ -28,6 +29,8 @@ type supervisorDeps struct {
 	// it parks on delay topics.
 	dead   consumers.DeadLetterer
 	parker consumers.Parker
+	// queues gives the sources of handlers whose source is a queue.
+	queues *queues.Queues
 	// hooks gives a handler's metrics and trace hooks.
 	hooks func(handlers.Spec) consumers.Hooks
 }
@@ -88,7 +91,9 @@ func (s *supervisor) registerGo(ctx context.Context) {
 		if e, ok := s.d.reg.Get(name); ok && reflect.DeepEqual(e.Spec, g.spec) {
 			continue
 		}
-		if err := s.d.tc.Ensure(ctx, g.spec.Topic, 0, nil); err != nil {
+		if g.spec.Source.IsQueue() {
+			// A queue source provisions its own topic when it starts.
+		} else if err := s.d.tc.Ensure(ctx, g.spec.Topic, 0, nil); err != nil {
 			s.d.log.Warn("creating topic for Go handler failed; will retry", "handler", name, "err", err)
 			return
 		}
@@ -171,7 +176,13 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 	if spec.StartFrom == handlers.StartLatest {
 		start = consumers.LastOffset
 	}
-	src, err := consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start)
+	var src consumers.Source
+	var err error
+	if spec.Source.IsQueue() {
+		src, err = s.d.queues.Source(spec, log)
+	} else {
+		src, err = consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start)
+	}
 	if err != nil { // only on a programming error: the spec was validated
 		log.Error("cannot consume", "err", err)
 	}
@@ -195,8 +206,8 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 			defer closeInv()
 		}
 		// The topic is created on first use, so a handler may be registered
-		// before anything is published.
-		for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		// before anything is published. A queue source provisions its own.
+		for backoff := 200 * time.Millisecond; !spec.Source.IsQueue(); backoff = min(2*backoff, 5*time.Second) {
 			err := s.d.tc.Ensure(rctx, spec.Topic, 0, nil)
 			for _, t := range spec.Topics()[1:] {
 				if err == nil {
@@ -219,7 +230,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 		}
 		_ = r.Run(rctx)
 	}()
-	log.Info("handler started", "topic", spec.Topic, "group", spec.Group())
+	log.Info("handler started", "source", spec.SourceKind(), "topic", spec.Topic, "group", spec.Group())
 	return rn
 }
 

@@ -1,0 +1,218 @@
+package queues
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+)
+
+// nats.go: NATS JetStream through watermill-nats (its pkg/nats JetStream
+// mode). A topic is a subject; Sluice finds the stream that captures it,
+// or creates one (named for the subject, dots as underscores). A handler
+// reads it with the durable consumer sluice_<name> and the queue group of
+// the same name, so the nodes running it share the messages.
+//
+// Mapping: the data is the payload; each header is a header (its first
+// value); the header "key" is the key; _watermill_message_uuid, or else
+// Nats-Msg-Id, is the Ref.
+
+type natsDriver struct {
+	cfg Config
+	mu  sync.Mutex // guards the fields below
+	nc  *nats.Conn // publish, ping, backlog
+	js  nats.JetStreamContext
+	pub *wmnats.Publisher
+}
+
+func natsOptions(name string) []nats.Option {
+	return []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+}
+
+func newNATS(cfg Config) (*natsDriver, error) {
+	// The connection is opened on first use, so that a node starts
+	// whether or not a NATS server runs.
+	return &natsDriver{cfg: cfg}, nil
+}
+
+func (d *natsDriver) conn() (*nats.Conn, nats.JetStreamContext, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nc != nil && !d.nc.IsClosed() {
+		return d.nc, d.js, nil
+	}
+	nc, err := nats.Connect(d.cfg.NATSURL, natsOptions(d.cfg.Node)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats at %s: %w", d.cfg.NATSURL, err)
+	}
+	js, err := nc.JetStream()
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("nats at %s: jetstream: %w", d.cfg.NATSURL, err)
+	}
+	pub, err := wmnats.NewPublisherWithNatsConn(nc, wmnats.PublisherPublishConfig{
+		Marshaler:         &wmnats.NATSMarshaler{},
+		SubjectCalculator: wmnats.DefaultSubjectCalculator,
+		JetStream:         wmnats.JetStreamConfig{TrackMsgId: true},
+	}, wmLogger(d.cfg.Logger))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	d.nc, d.js, d.pub = nc, js, pub
+	return nc, js, nil
+}
+
+// durableName is a JetStream name for s: no dots, spaces, * or >.
+func durableName(s string) string {
+	return strings.NewReplacer(".", "_", " ", "_", "*", "_", ">", "_").Replace(s)
+}
+
+// ensureStream returns the stream that captures subject, creating one
+// named for it when there is none.
+func ensureStream(js nats.JetStreamContext, subject string) (string, error) {
+	name, err := js.StreamNameBySubject(subject)
+	if err == nil {
+		return name, nil
+	}
+	if !errors.Is(err, nats.ErrStreamNotFound) && !errors.Is(err, nats.ErrNoMatchingStream) {
+		return "", fmt.Errorf("finding the stream of %s: %w", subject, err)
+	}
+	name = durableName(subject)
+	if _, err := js.AddStream(&nats.StreamConfig{Name: name, Subjects: []string{subject}, Storage: nats.FileStorage}); err != nil {
+		if !errors.Is(err, nats.ErrStreamNameAlreadyInUse) {
+			return "", fmt.Errorf("creating stream %s for %s: %w", name, subject, err)
+		}
+	}
+	return name, nil
+}
+
+func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs int, latest bool) (message.Subscriber, error) {
+	nc, err := nats.Connect(d.cfg.NATSURL, natsOptions(d.cfg.Node)...)
+	if err != nil {
+		return nil, fmt.Errorf("nats at %s: %w", d.cfg.NATSURL, err)
+	}
+	js, err := nc.JetStream()
+	if err == nil {
+		err = orAfter(ctx, func() error { _, err := ensureStream(js, topic); return err })
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	durable := durableName(group)
+	deliver := nats.DeliverAll()
+	if latest {
+		deliver = nats.DeliverNew()
+	}
+	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
+		Unmarshaler:       natsUnmarshaler{},
+		SubjectCalculator: wmnats.DefaultSubjectCalculator,
+		QueueGroupPrefix:  durable,
+		SubscribersCount:  subs,
+		// The adapter forgets a message it has waited this long for; the
+		// server gives it to another consumer after the same time.
+		AckWaitTimeout: d.cfg.RedeliverAfter,
+		CloseTimeout:   5 * time.Second,
+		JetStream: wmnats.JetStreamConfig{
+			DurablePrefix:     durable,
+			DurableCalculator: func(prefix, _ string) string { return prefix },
+			SubscribeOptions: []nats.SubOpt{
+				nats.ManualAck(), nats.AckExplicit(), nats.AckWait(d.cfg.RedeliverAfter), deliver,
+				// The server sends no more than a node holds: a message
+				// waiting in the client's buffer while the breaker pauses
+				// would pass its ack wait and come again. The bound is the
+				// durable's, so it is shared by the nodes of the handler.
+				nats.MaxAckPending(subs),
+			},
+		},
+	}, wmLogger(d.cfg.Logger))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return sub, nil
+}
+
+func (d *natsDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {
+	_, js, err := d.conn()
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	pub := d.pub
+	d.mu.Unlock()
+	return orAfter(ctx, func() error {
+		if _, err := ensureStream(js, topic); err != nil {
+			return err
+		}
+		return pub.Publish(topic, msgs...)
+	})
+}
+
+func (d *natsDriver) ping(ctx context.Context) error {
+	nc, _, err := d.conn()
+	if err != nil {
+		return err
+	}
+	if !nc.IsConnected() {
+		return fmt.Errorf("nats at %s: %s", d.cfg.NATSURL, strings.ToLower(nc.Status().String()))
+	}
+	return nc.FlushWithContext(ctx)
+}
+
+// backlog is the durable consumer's NumPending (not yet delivered) and
+// NumAckPending (delivered, not acknowledged).
+func (d *natsDriver) backlog(ctx context.Context, topic, group string) (Backlog, error) {
+	_, js, err := d.conn()
+	if err != nil {
+		return Backlog{Waiting: -1, Unacked: -1}, err
+	}
+	stream, err := js.StreamNameBySubject(topic, nats.Context(ctx))
+	if err != nil {
+		return Backlog{Waiting: -1, Unacked: -1}, err
+	}
+	ci, err := js.ConsumerInfo(stream, durableName(group), nats.Context(ctx))
+	if err != nil {
+		return Backlog{Waiting: -1, Unacked: -1}, err
+	}
+	return Backlog{Waiting: int64(ci.NumPending), Unacked: int64(ci.NumAckPending)}, nil
+}
+
+func (d *natsDriver) close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	return nil
+}
+
+// natsUnmarshaler reads any message (see the mapping above). It never
+// fails: the adapter drops a message it cannot unmarshal without a nack,
+// and JetStream would then deliver it again after every ack wait.
+type natsUnmarshaler struct{}
+
+func (natsUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
+	id := m.Header.Get(wmnats.WatermillUUIDHdr)
+	if id == "" {
+		id = m.Header.Get(nats.MsgIdHdr)
+	}
+	wm := message.NewMessage(id, m.Data)
+	for k, vs := range m.Header {
+		switch k {
+		case wmnats.WatermillUUIDHdr, nats.MsgIdHdr, nats.ExpectedLastMsgIdHdr, nats.ExpectedStreamHdr, nats.ExpectedLastSubjSeqHdr, nats.ExpectedLastSeqHdr:
+			continue
+		}
+		if len(vs) > 0 {
+			wm.Metadata.Set(k, vs[0])
+		}
+	}
+	return wm, nil
+}
