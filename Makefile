@@ -28,14 +28,14 @@ bench:
 	cd bench && $(GO) run -mod=readonly ./cmd/sluicebench
 
 # The chaos soak (10 minutes; SLUICE_SOAK_DURATION overrides), then the long
-# form of the fleet-churn test: 200,000 messages a run at 2,000 a second, 50
+# form of the fleet-churn test: 200,000 messages a run at 3,000 a second, 50
 # runs in a row, with nodes built without the race detector (production
 # speed). SLUICE_CHURN_MESSAGES, SLUICE_CHURN_RUNS and SLUICE_CHURN_RATE
 # override.
 soak:
 	SLUICE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run Soak -v ./e2e
 	SLUICE_E2E_RACE=0 SLUICE_CHURN_MESSAGES=$${SLUICE_CHURN_MESSAGES:-200000} SLUICE_CHURN_RUNS=$${SLUICE_CHURN_RUNS:-50} \
-		SLUICE_CHURN_RATE=$${SLUICE_CHURN_RATE:-2000} $(GO) test -count=1 -timeout 0 -run TestChurnFleet -v ./e2e
+		SLUICE_CHURN_RATE=$${SLUICE_CHURN_RATE:-3000} $(GO) test -count=1 -timeout 0 -run TestChurnFleet -v ./e2e
 
 vet:
 	$(GO) vet ./...
