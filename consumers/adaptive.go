@@ -28,12 +28,13 @@ import (
 //     lowest limit that came within 15% of the best rate; from 1 to 512 in
 //     under 3 seconds.
 //   - steady: a hill climb. The rate is measured at the limit (4 windows),
-//     then at 1.2× (3 windows): 4% more rate, and more than the noise of
-//     the two means, moves the limit up and probes again from there. Otherwise it tries 0.83×: losing under 4% of the
-//     rate moves the limit down and probes lower. So the limit settles at
+//     then at 1.2× (3 windows): 4% more rate, and more than 1.5 standard
+//     errors of the difference of the two means, moves the limit up and
+//     probes again from there. Otherwise it tries 0.83×: losing under 4%
+//     of the rate moves the limit down and probes lower. So the limit settles at
 //     the knee of the rate curve, where more concurrency only adds
 //     queueing: a downstream that serves 40 at once settles between 40
-//     and 50, and a smooth curve at about 95% of the rate of max. The
+//     and 50 in simulation, a smooth curve at 83-96% of the rate of max. The
 //     first window after each change is not measured: it is still filling
 //     or draining. A window spans at least two invocations, so a slow
 //     handler (hundreds of milliseconds) settles proportionally slower.
@@ -208,7 +209,7 @@ func (a *adaptive) step(l, rate float64) float64 {
 	case adaptUp:
 		// A step up must pay, by more than the noise of the two means: on
 		// a busy machine the climb holds rather than follows the noise.
-		if r >= upGain*a.ref && r-a.ref > math.Sqrt(v+a.refVar) && l > a.home {
+		if r >= upGain*a.ref && r-a.ref > 1.5*math.Sqrt(v+a.refVar) && l > a.home {
 			a.home, a.ref, a.refVar = l, r, v // worth it: climb on from here
 			a.enter(adaptUp)
 			return a.above(l)

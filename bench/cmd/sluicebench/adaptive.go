@@ -43,11 +43,17 @@ var adaptivePeers = []string{peerUnlimitedFixed, peerUnlimitedAdaptive, peerKnee
 
 // adaptiveStats are what a run of the family measured beyond the rate.
 type adaptiveStats struct {
+	// Settled: from 5s after the first message finished to the end.
 	p99, p50    time.Duration
 	limitMean   float64
+	settledRate float64
 	limitLast   int
 	toEightyPct time.Duration // from the first message to 80% of the best 1s rate
 }
+
+// settleAfter is how long after the first message the figures marked
+// settled start: the adaptive limit's startup is over by then.
+const settleAfter = 5 * time.Second
 
 var (
 	adaptiveMu      sync.Mutex
@@ -123,6 +129,7 @@ func runAdaptive(ctx context.Context, c consumeSpec, knee, adaptive bool) error 
 	}
 	// The limit, every 250ms.
 	var limits []int
+	var firstDone time.Time
 	tick := time.NewTicker(250 * time.Millisecond)
 loop:
 	for {
@@ -131,7 +138,12 @@ loop:
 			break loop
 		case <-tick.C:
 			if h, err := cl.GetHandler(context.Background(), spec.Name); err == nil && h.Status != nil && h.Status.Succeeded > 0 {
-				limits = append(limits, h.Status.Limit)
+				if firstDone.IsZero() {
+					firstDone = time.Now()
+				}
+				if time.Since(firstDone) >= settleAfter {
+					limits = append(limits, h.Status.Limit)
+				}
 			}
 		}
 	}
@@ -144,10 +156,23 @@ loop:
 
 	mu.Lock()
 	st := adaptiveStats{}
-	if len(lats) > 0 {
-		sorted := append([]time.Duration(nil), lats...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-		st.p50, st.p99 = sorted[len(sorted)/2], sorted[len(sorted)*99/100]
+	var settled []time.Duration
+	if len(done) > 0 {
+		from := done[0].Add(settleAfter)
+		n := 0
+		for i, t := range done {
+			if !t.Before(from) {
+				settled = append(settled, lats[i])
+				n++
+			}
+		}
+		if n > 0 {
+			st.settledRate = float64(n) / done[len(done)-1].Sub(from).Seconds()
+		}
+	}
+	if len(settled) > 0 {
+		sort.Slice(settled, func(i, j int) bool { return settled[i] < settled[j] })
+		st.p50, st.p99 = settled[len(settled)/2], settled[len(settled)*99/100]
 	}
 	if len(done) > 0 {
 		// Per-second rates from the first finish; 80% of the best second.
@@ -194,8 +219,9 @@ func reportAdaptive(w io.Writer, o options, rows []result) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "variant\tprocessed\twall\tmsgs/s\tmin-max msgs/s\tto 80% of best 1s\tp50\tp99\tmean limit\t\tnote")
+	fmt.Fprintln(tw, "variant\tprocessed\twall\tmsgs/s\tsettled msgs/s\tto 80% of best 1s\tsettled p50\tsettled p99\tsettled mean limit\t\tnote")
 	byPeer := map[string]result{}
+	settledRates := map[string]float64{}
 	for _, r := range rows {
 		byPeer[r.peer] = r
 		adaptiveMu.Lock()
@@ -214,14 +240,17 @@ func reportAdaptive(w io.Writer, o options, rows []result) {
 		if r.err != nil {
 			note += "; error: " + r.err.Error()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t\t%s\n", r.peer, r.processed, r.wall.Round(time.Millisecond), r.wallRate(), r.spread,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%.0f\t\t%s\n", r.peer, r.processed, r.wall.Round(time.Millisecond), r.wallRate(), st.settledRate,
 			st.toEightyPct, st.p50.Round(100*time.Microsecond), st.p99.Round(100*time.Microsecond), st.limitMean, note)
+		settledRates[r.peer] = st.settledRate
 	}
 	tw.Flush()
 	if a, b := byPeer[peerUnlimitedAdaptive], byPeer[peerUnlimitedFixed]; a.processed > 0 && b.processed > 0 {
-		fmt.Fprintf(w, "unlimited: adaptive / fixed %d msgs/s %s\n", adaptiveMax, ratio(a.wallRate(), b.wallRate()))
+		fmt.Fprintf(w, "unlimited: adaptive / fixed %d msgs/s %s, settled %s\n", adaptiveMax, ratio(a.wallRate(), b.wallRate()),
+			ratio(settledRates[peerUnlimitedAdaptive], settledRates[peerUnlimitedFixed]))
 	}
 	if a, b := byPeer[peerKneeAdaptive], byPeer[peerKneeFixed]; a.processed > 0 && b.processed > 0 {
-		fmt.Fprintf(w, "knee: adaptive / fixed %d msgs/s %s\n", adaptiveMax, ratio(a.wallRate(), b.wallRate()))
+		fmt.Fprintf(w, "knee: adaptive / fixed %d msgs/s %s, settled %s\n", adaptiveMax, ratio(a.wallRate(), b.wallRate()),
+			ratio(settledRates[peerKneeAdaptive], settledRates[peerKneeFixed]))
 	}
 }
