@@ -23,9 +23,9 @@ import (
 // or stops real `sluice serve --brokers` processes to match (SIGTERM, and
 // every third stop kill -9).
 //
-// The handler's per-node capacity is capped (4 at once, 20ms each: about
-// 200 a second per node), and 500 messages a second arrive for 30s, then
-// nothing. The fleet must grow, bring the oldest message's age back under
+// The handler's per-node capacity is capped (2 at once, 20ms each: about
+// 100 a second per node), and up to 500 messages a second arrive for 30s
+// (a loaded machine publishes fewer; 220 a second was seen), then nothing. The fleet must grow, bring the oldest message's age back under
 // maxAge, shrink back to minNodes, lose nothing, and never let two nodes
 // own a partition at once.
 func TestAutoscalerGrowsAndShrinksTheFleet(t *testing.T) {
@@ -46,7 +46,7 @@ func TestAutoscalerGrowsAndShrinksTheFleet(t *testing.T) {
 	nodeA := &churnNode{name: "A", opts: a}
 	nodeA.start(t)
 	ep := newSink(t, 20*time.Millisecond)
-	spec := fmt.Sprintf("name: %s\ntopic: %s\nconcurrency: 4\nhttp:\n  url: %s\n  timeout: 5s\nscaling: {maxAge: %s, minNodes: 1, maxNodes: %d}\n",
+	spec := fmt.Sprintf("name: %s\ntopic: %s\nconcurrency: 3\nhttp:\n  url: %s\n  timeout: 5s\nscaling: {maxAge: %s, minNodes: 1, maxNodes: %d}\n",
 		handler, topic, ep.URL, maxAge, maxNodes)
 	cli(t, a.httpAddr, spec, "handler", "apply", "-f", "-")
 
@@ -131,6 +131,7 @@ func TestAutoscalerGrowsAndShrinksTheFleet(t *testing.T) {
 		nodes, desired   int
 		lag              int64
 		oldest, received float64
+		arriving         bool
 	}
 	var timeline []point
 	var recent []struct {
@@ -185,6 +186,7 @@ func TestAutoscalerGrowsAndShrinksTheFleet(t *testing.T) {
 			published = true
 		default:
 		}
+		timeline[len(timeline)-1].arriving = !published
 		if published && running() == 1 && p.lag == 0 && len(ep.missing("scaled-", int(acked.Load()))) == 0 {
 			shrunk = time.Now()
 			break
@@ -192,15 +194,27 @@ func TestAutoscalerGrowsAndShrinksTheFleet(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "autoscale timeline (%d msgs/s for %ds; per node about 200/s; maxAge %s):\n", rate, seconds, maxAge)
-	fmt.Fprintf(&b, "%6s %5s %7s %7s %8s %12s\n", "t", "nodes", "desired", "lag", "oldest", "A rate/s")
+	fmt.Fprintf(&b, "autoscale timeline (%d msgs/s for %ds; per node about 150/s; maxAge %s):\n", rate, seconds, maxAge)
+	fmt.Fprintf(&b, "%6s %5s %7s %7s %8s %12s %9s\n", "t", "nodes", "desired", "lag", "oldest", "A rate/s", "arriving")
 	for _, p := range timeline {
-		fmt.Fprintf(&b, "%6s %5d %7d %7d %7.1fs %12.0f\n", p.t, p.nodes, p.desired, p.lag, p.oldest, p.received)
+		fmt.Fprintf(&b, "%6s %5d %7d %7d %7.1fs %12.0f %9v\n", p.t, p.nodes, p.desired, p.lag, p.oldest, p.received, p.arriving)
 	}
 	fmt.Print(b.String())
 
-	if peakNodes < 3 {
-		t.Errorf("the fleet grew to %d nodes at most, want at least 3 for %d msgs/s at about 200/s a node", peakNodes, rate)
+	if peakNodes < 2 {
+		t.Errorf("the fleet never grew past one node, for up to %d msgs/s at about 150/s a node", rate)
+	}
+	// Once it had grown, and while messages still arrived, the oldest
+	// message's age came back under maxAge.
+	grown, recovered := false, false
+	for _, p := range timeline {
+		grown = grown || p.nodes >= 2
+		if grown && p.arriving && p.oldest > 0 && p.oldest < maxAge.Seconds() {
+			recovered = true
+		}
+	}
+	if !recovered {
+		t.Errorf("the oldest message's age was never under maxAge %s while messages arrived after the fleet grew", maxAge)
 	}
 	if shrunk.IsZero() {
 		t.Fatalf("the fleet did not shrink back to minNodes (1) with everything delivered within 4 minutes; %d nodes running", running())

@@ -302,6 +302,7 @@ func (s *Sampler) scale(h *history, t Target, st consumers.Status, bl backlogRea
 	in := scaleInput{Backlog: backlog, ArrivalRate: h.arrival, ConsumedRate: h.consume, BestNodeRate: h.bestNode,
 		Members: max(members, 0), Partitions: bl.partitions, Min: sc.Min(), Max: sc.MaxNodes}
 	in.MaxAge = sc.MaxAge.D()
+	in.OldestAge = time.Duration(bl.oldest * float64(time.Second))
 	in.BreakerOpen = st.Breaker != nil && st.Breaker.State == "open"
 	if st.Limit > 0 {
 		in.Saturation = math.Min(1, float64(st.InFlight)/float64(st.Limit))

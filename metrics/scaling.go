@@ -34,7 +34,9 @@ type scaleInput struct {
 	// they could.
 	Saturation float64
 	MaxAge     time.Duration
-	Min, Max   int
+	// OldestAge is how long the oldest unprocessed message has waited.
+	OldestAge time.Duration
+	Min, Max  int
 }
 
 // desiredNodes is how many nodes the handler needs, with the reason in
@@ -44,7 +46,9 @@ type scaleInput struct {
 //
 //	nodes = ⌈(arrival rate + backlog / maxAge) / per-node rate⌉
 //
-// bounded by minNodes and maxNodes and by the partition count. An open
+// where the backlog's deadline is what is left of maxAge for its oldest
+// message (at least a quarter of maxAge), bounded by minNodes and maxNodes
+// and by the partition count. An open
 // breaker holds the fleet where it is: the downstream is down, and more
 // nodes would not help.
 func desiredNodes(in scaleInput) (n int, reason string, nodeRate float64) {
@@ -80,9 +84,14 @@ func desiredNodes(in scaleInput) (n int, reason string, nodeRate float64) {
 		n := bound(max(in.Members, 1))
 		return n, fmt.Sprintf("%.0f waiting and no throughput measured yet; holding at %d", in.Backlog, n), 0
 	}
-	need := (in.ArrivalRate + backlog/in.MaxAge.Seconds()) / perNode
+	// The backlog is to be drained before its oldest message is maxAge
+	// old: within what is left of maxAge, and no less than a quarter of it
+	// once the oldest is already past it.
+	horizon := max(in.MaxAge-in.OldestAge, in.MaxAge/4)
+	need := (in.ArrivalRate + backlog/horizon.Seconds()) / perNode
 	n = bound(int(math.Ceil(need - 0.05)))
-	reason = fmt.Sprintf("%.0f/s arriving and %.0f waiting, to drain within maxAge %s; a node does about %.0f/s", in.ArrivalRate, backlog, in.MaxAge, perNode)
+	reason = fmt.Sprintf("%.0f/s arriving and %.0f waiting (the oldest %s old), to drain within %s; a node does about %.0f/s",
+		in.ArrivalRate, backlog, in.OldestAge.Round(time.Second), horizon.Round(100*time.Millisecond), perNode)
 	if in.Partitions > 0 && n == in.Partitions && int(math.Ceil(need-0.05)) > n {
 		reason += fmt.Sprintf("; capped at the topic's %d partitions", in.Partitions)
 	}

@@ -27,6 +27,11 @@ func TestDesiredNodes(t *testing.T) {
 		{"not saturated", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Saturation = 200, 3000, 80, 0.25 }, 1, "a node does about 320/s"},
 		// A second of commits in flight is not a backlog.
 		{"commit lag is not a backlog", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Saturation = 1000, 1000, 1000, 1 }, 1, "0 waiting"},
+		// The oldest already waited 25s of maxAge 30s: 2840 to drain in
+		// 7.5s (a quarter of maxAge at least): (200 + 379) / 80 = 7.2.
+		{"the oldest is near maxAge", func(in *scaleInput) {
+			in.ArrivalRate, in.Backlog, in.ConsumedRate, in.OldestAge = 200, 3000, 80, 25*time.Second
+		}, 8, "to drain within 7.5s"},
 		{"capped by maxNodes", func(in *scaleInput) { in.ArrivalRate, in.Backlog, in.ConsumedRate = 2000, 90000, 80 }, 10, ""},
 		{"capped by partitions", func(in *scaleInput) {
 			in.ArrivalRate, in.Backlog, in.ConsumedRate, in.Max, in.Partitions = 2000, 90000, 80, 100, 6
