@@ -34,6 +34,10 @@ type RunnerStatus struct {
 	Rebalances   uint64            `json:"rebalances"`
 	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
 	Partitions   []PartitionStatus `json:"partitions"`
+
+	// Filtered counts messages that did not match the handler's filter:
+	// committed without an invocation.
+	Filtered uint64 `json:"filtered"`
 }
 
 // BreakerStatus is a handler's circuit breaker on this node.

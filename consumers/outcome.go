@@ -18,6 +18,9 @@ const (
 	deadLettered
 	// parked: the message is durably on a delay topic (retry mode topics).
 	parked
+	// filtered: the message did not match the spec's filter and was not
+	// invoked.
+	filtered
 	// abandoned: the assignment drained first. The message is not finished,
 	// so the partition is not committed past it and its next owner
 	// delivers it again.
@@ -37,6 +40,8 @@ func (r *Runner) finish(w *work, o outcome) {
 		r.deadLettered.Add(1)
 	case parked:
 		r.parked.Add(1)
+	case filtered:
+		r.filtered.Add(1)
 	}
 	if o != abandoned {
 		w.p.tr.finish(w.seq)

@@ -298,6 +298,10 @@ type Status struct {
 	Rebalances   uint64            `json:"rebalances"`
 	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
 	Partitions   []PartitionStatus `json:"partitions"`
+
+	// Filtered counts messages that did not match the spec's filter:
+	// committed without an invocation.
+	Filtered uint64 `json:"filtered"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -372,6 +376,7 @@ type Counters struct {
 	failed       atomic.Uint64
 	retried      atomic.Uint64
 	parked       atomic.Uint64
+	filtered     atomic.Uint64
 	replayed     atomic.Uint64
 	deadLettered atomic.Uint64
 	commits      atomic.Uint64
@@ -386,6 +391,7 @@ func (c *Counters) Fill(st *Status) {
 	st.Failed = c.failed.Load()
 	st.Retried = c.retried.Load()
 	st.Parked = c.parked.Load()
+	st.Filtered = c.filtered.Load()
 	st.Replayed = c.replayed.Load()
 	st.DeadLettered = c.deadLettered.Load()
 	st.Commits = c.commits.Load()

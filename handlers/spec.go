@@ -88,6 +88,9 @@ type Spec struct {
 	DeadLetter *DeadLetterSpec `json:"deadLetter,omitempty"`
 	// Scaling says how many nodes the fleet needs for this handler.
 	Scaling *ScalingSpec `json:"scaling,omitempty"`
+	// Filter, when set, is an event pattern (filter.go): messages that do
+	// not match it are committed without an invocation, and counted.
+	Filter *Filter `json:"filter,omitempty"`
 }
 
 // HTTPSpec configures the HTTP invoker.
