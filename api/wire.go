@@ -38,6 +38,8 @@ type RunnerStatus struct {
 	// Filtered counts messages that did not match the handler's filter:
 	// committed without an invocation.
 	Filtered uint64 `json:"filtered"`
+	// Emitted counts outputs produced to the handler's onSuccess topic.
+	Emitted uint64 `json:"emitted"`
 }
 
 // BreakerStatus is a handler's circuit breaker on this node.

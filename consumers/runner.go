@@ -28,6 +28,10 @@ type Options struct {
 	// DeadLetter receives messages that cannot be handled. Without one,
 	// such messages are retried until they succeed, so nothing is lost.
 	DeadLetter DeadLetterer
+	// Outputs produces the outputs of handlers with onSuccess, and the
+	// failures of handlers with onFailure. Without one, a handler's
+	// outputs fail it permanently (dead-lettered with that reason).
+	Outputs OutputWriter
 	// Parker moves messages to delay topics in retry mode topics; without
 	// one, that mode dead-letters after the in-place attempts.
 	Parker Parker
@@ -302,6 +306,8 @@ type Status struct {
 	// Filtered counts messages that did not match the spec's filter:
 	// committed without an invocation.
 	Filtered uint64 `json:"filtered"`
+	// Emitted counts outputs produced to the onSuccess topic.
+	Emitted uint64 `json:"emitted"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -377,6 +383,7 @@ type Counters struct {
 	retried      atomic.Uint64
 	parked       atomic.Uint64
 	filtered     atomic.Uint64
+	emitted      atomic.Uint64
 	replayed     atomic.Uint64
 	deadLettered atomic.Uint64
 	commits      atomic.Uint64
@@ -392,6 +399,7 @@ func (c *Counters) Fill(st *Status) {
 	st.Retried = c.retried.Load()
 	st.Parked = c.parked.Load()
 	st.Filtered = c.filtered.Load()
+	st.Emitted = c.emitted.Load()
 	st.Replayed = c.replayed.Load()
 	st.DeadLettered = c.deadLettered.Load()
 	st.Commits = c.commits.Load()

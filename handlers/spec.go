@@ -91,6 +91,12 @@ type Spec struct {
 	// Filter, when set, is an event pattern (filter.go): messages that do
 	// not match it are committed without an invocation, and counted.
 	Filter *Filter `json:"filter,omitempty"`
+	// OnSuccess, when set, is where the handler's outputs go (output.go):
+	// an HTTP handler's 2xx response body, or what a Go handler Emits.
+	OnSuccess *OutputSpec `json:"onSuccess,omitempty"`
+	// OnFailure, when set, also receives each message that finally failed,
+	// beside the dead-letter queue.
+	OnFailure *OutputSpec `json:"onFailure,omitempty"`
 }
 
 // HTTPSpec configures the HTTP invoker.
@@ -237,6 +243,9 @@ func (s *Spec) Validate() error {
 		return err
 	}
 	if err := s.validateScaling(); err != nil {
+		return err
+	}
+	if err := s.validateOutputs(); err != nil {
 		return err
 	}
 	return s.validateSource()

@@ -556,7 +556,7 @@ func runnerStatus(st consumers.Status) api.RunnerStatus {
 	out := api.RunnerStatus{
 		StateSince: st.StateSince, LastError: st.LastError, InFlight: st.InFlight, InFlightBytes: st.InFlightBytes,
 		Held: st.Held, Limit: st.Limit, Received: st.Received, Succeeded: st.Succeeded, Failed: st.Failed,
-		Retried: st.Retried, DeadLettered: st.DeadLettered, Parked: st.Parked, Replayed: st.Replayed, Filtered: st.Filtered,
+		Retried: st.Retried, DeadLettered: st.DeadLettered, Parked: st.Parked, Replayed: st.Replayed, Filtered: st.Filtered, Emitted: st.Emitted,
 		Commits: st.Commits, CommitErrs: st.CommitErrs, Rebalances: st.Rebalances,
 		Partitions: make([]api.PartitionStatus, len(st.Partitions)),
 	}

@@ -194,6 +194,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 		StallAfter:         s.d.cfg.StallAfter(),
 		DeadLetter:         s.d.dead,
 		Parker:             s.d.parker,
+		Outputs:            s.d.tc,
 		Hooks:              s.d.hooks(spec),
 		Counters:           s.countersOf(spec.Name),
 		Logger:             s.d.log,
