@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/topics"
@@ -203,5 +204,61 @@ func TestOnSuccessGoEmit(t *testing.T) {
 func TestEmitWithoutOnSuccess(t *testing.T) {
 	if err := handlers.Emit(context.Background(), handlers.Output{Value: []byte("x")}); err != handlers.ErrNoOutputs {
 		t.Fatalf("got %v, want ErrNoOutputs", err)
+	}
+}
+
+// An output larger than the broker takes (the output topic's
+// max.message.bytes) fails its input permanently: the input is
+// dead-lettered with that reason and, with onFailure, also produced there;
+// the other inputs' outputs flow, and nothing is lost.
+func TestOutputTooLargeIsDeadLetteredBesideOnFailure(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.tc.Create(ctx, "small-out", 3, map[string]string{"max.message.bytes": "1024"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	testkit.Fill(t, f.tc, "in", n, func(i int) []byte { return []byte("k" + strconv.Itoa(i)) }, func(i int) []byte { return []byte(strconv.Itoa(i)) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := make([]byte, 16)
+		nb, _ := r.Body.Read(body)
+		i, _ := strconv.Atoi(string(body[:nb]))
+		if i%10 == 0 {
+			_, _ = w.Write([]byte(strings.Repeat("x", 4096))) // over the topic's limit
+			return
+		}
+		fmt.Fprintf(w, "ok-%d", i)
+	}))
+	defer srv.Close()
+	spec, err := handlers.ParseOne([]byte("name: big\ntopic: in\nhttp: {url: " + srv.URL + "}\nonSuccess: {topic: small-out}\nonFailure: {topic: in-failed}\ndeadLetter: {topic: in-dlq}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, stop := f.runner(t, spec, handlers.NewHTTPInvoker(spec.HTTP, 8), consumers.Options{Outputs: f.tc, DeadLetter: dlq.New(f.tc, f.brokers, nil, testkit.Logger())})
+	testkit.Eventually(t, 60*time.Second, func() bool { return f.committed(t, spec.Group(), spec.Topic) == n }, "commit of all %d", n)
+	stop()
+
+	if outs := f.readAll(t, "small-out"); len(outs) != n-n/10 {
+		t.Fatalf("%d outputs, want exactly %d", len(outs), n-n/10)
+	}
+	for _, topic := range []string{"in-dlq", "in-failed"} {
+		got := f.readAll(t, topic)
+		if len(got) != n/10 {
+			t.Fatalf("%s: %d messages, want exactly %d", topic, len(got), n/10)
+		}
+		for _, m := range got {
+			i, _ := strconv.Atoi(string(m.Value))
+			errHeader := dlq.HeaderError
+			if topic == "in-failed" {
+				errHeader = consumers.HeaderError
+			}
+			reason, _ := header(m.Headers, errHeader)
+			if i%10 != 0 || string(m.Key) != "k"+strconv.Itoa(i) || !strings.Contains(reason, "larger than small-out accepts") {
+				t.Fatalf("%s: message %q key %q reason %q", topic, m.Value, m.Key, reason)
+			}
+		}
+	}
+	if st := r.Status(); st.DeadLettered != n/10 || st.Emitted != n-n/10 {
+		t.Fatalf("dead-lettered %d emitted %d", st.DeadLettered, st.Emitted)
 	}
 }

@@ -537,7 +537,7 @@ func (c *Client) WriteOutputs(ctx context.Context, topic string, outs []handlers
 	}
 	_, err := c.Produce(ctx, topic, recs)
 	if errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) {
-		return handlers.Permanent(fmt.Errorf("%w (the broker's message.max.bytes)", err))
+		return handlers.Permanent(fmt.Errorf("an output is larger than %s accepts (its max.message.bytes): %w", topic, err))
 	}
 	return err
 }
