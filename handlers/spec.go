@@ -71,7 +71,8 @@ type Spec struct {
 	// messages in flight on one node; fetching waits while it is reached.
 	// Default 64 MiB.
 	MaxInFlightBytes int64 `json:"maxInFlightBytes,omitempty" sluice:"nonzero"`
-	// StartFrom is earliest (default) or latest.
+	// StartFrom is earliest (default), latest, or {group: NAME} to take
+	// over a legacy consumer group (takeover.go).
 	StartFrom StartFrom `json:"startFrom,omitempty"`
 	// Timeout bounds one invocation; a timed-out invocation is a retryable
 	// failure. Default 30s. For HTTP handlers http.timeout, when set, wins.
@@ -234,10 +235,8 @@ func (s *Spec) Validate() error {
 	if s.MaxInFlightBytes < 1024 {
 		return &FieldError{Field: "maxInFlightBytes", Msg: fmt.Sprintf("must be at least 1024, got %d", s.MaxInFlightBytes)}
 	}
-	switch s.StartFrom {
-	case StartEarliest, StartLatest:
-	default:
-		return &FieldError{Field: "startFrom", Msg: fmt.Sprintf("must be earliest or latest, got %q", s.StartFrom)}
+	if err := s.validateStartFrom(); err != nil {
+		return err
 	}
 	if err := s.validatePolicy(); err != nil {
 		return err

@@ -181,7 +181,11 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 	if spec.Source.IsQueue() {
 		src, err = s.d.queues.Source(spec, log)
 	} else {
-		src, err = consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start)
+		var opts []consumers.SourceOption
+		if g, ok := spec.StartFrom.TakeoverGroup(); ok {
+			opts = append(opts, consumers.TakeOver(g))
+		}
+		src, err = consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start, opts...)
 	}
 	if err != nil { // only on a programming error: the spec was validated
 		log.Error("cannot consume", "err", err)
