@@ -153,6 +153,11 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 	if exists && reflect.DeepEqual(old.Spec, spec) {
 		return n.view(ctx, old), false, nil
 	}
+	if !exists || old.Spec.StartFrom != spec.StartFrom {
+		if err := n.checkTakeover(ctx, spec); err != nil {
+			return api.Handler{}, false, err
+		}
+	}
 	if err := n.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
 		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
 	}
