@@ -102,6 +102,9 @@ type OutputSpec = handlers.OutputSpec
 // Output is one message a handler emits to its onSuccess topic.
 type Output = handlers.Output
 
+// Header is one Kafka record header.
+type Header = handlers.Header
+
 // Filter is a compiled event pattern (Spec.Filter); see CompileFilter.
 type Filter = handlers.Filter
 

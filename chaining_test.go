@@ -3,13 +3,22 @@ package sluice_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/topics"
 )
 
 // A bad filter, a bad output topic and a takeover of a group that is
@@ -78,4 +87,119 @@ func TestApplyRefusesBadFiltersOutputsAndTakeovers(t *testing.T) {
 	if code, body := n.do(t, "PUT", "/v1/handlers/chain", spec(`,"startFrom":{"group":"legacy-orders"}`)); code != 201 {
 		t.Fatalf("takeover after the legacy consumer stopped: %d %s", code, body)
 	}
+}
+
+// A chain on one node: a filtered Go handler emits to thumbnails, where an
+// HTTP handler's response bodies are produced to catalog. Exactly the
+// matching uploads flow through both stages, once each, with the CloudEvents
+// type and the sluice-cause of each hop; the rest are counted as filtered,
+// in the status and in /metrics.
+func TestChainGoToHTTPWithFilter(t *testing.T) {
+	app, err := sluice.New(sluice.WithDataDir(t.TempDir()), sluice.WithKafkaAddr("127.0.0.1:0"),
+		sluice.WithHTTPAddr("127.0.0.1:0"), sluice.WithLogger(testkit.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filter, err := sluice.CompileFilter(map[string]any{"value": map[string]any{"kind": []any{"image"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = app.Handle(sluice.Spec{Name: "thumbnail", Topic: "uploads", Filter: filter, OnSuccess: &sluice.OutputSpec{Topic: "thumbnails"}},
+		func(ctx context.Context, m *sluice.Message) error {
+			var u struct{ Name string }
+			if err := json.Unmarshal(m.Value, &u); err != nil {
+				return sluice.Permanent(err)
+			}
+			return sluice.Emit(ctx, sluice.Output{Value: []byte("thumb-" + u.Name),
+				Headers: []sluice.Header{{Key: "ce_type", Value: []byte("thumbnail.made")}}})
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := runNode(t, app)
+
+	var mu sync.Mutex
+	got := map[string]int{} // body -> deliveries
+	bad := []string{}
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[string(b)]++
+		if r.Header.Get("Ce-Type") != "thumbnail.made" || !strings.HasPrefix(r.Header.Get("Sluice-Cause"), "uploads/") {
+			bad = append(bad, fmt.Sprintf("%s: ce-type %q sluice-cause %q", b, r.Header.Get("Ce-Type"), r.Header.Get("Sluice-Cause")))
+		}
+		mu.Unlock()
+		w.Header().Set("Ce-Type", "catalog.row")
+		fmt.Fprintf(w, "row-%s", b)
+	}))
+	defer ep.Close()
+	n.apply(t, fmt.Sprintf(`{"name":"catalog","topic":"thumbnails","http":{"url":%q},"onSuccess":{"topic":"catalog"}}`, ep.URL))
+
+	const images, texts = 20, 10
+	var msgs []string
+	for i := range images + texts {
+		kind := "image"
+		if i >= images {
+			kind = "text"
+		}
+		msgs = append(msgs, fmt.Sprintf(`{"key":"u%d","value":{"name":"f%d","kind":%q}}`, i, i, kind))
+	}
+	if code, body := n.do(t, "POST", "/v1/topics/uploads/messages", `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		th, ca := n.handler(t, "thumbnail").Status, n.handler(t, "catalog").Status
+		return th != nil && ca != nil && th.Filtered == texts && th.Emitted == images && ca.Emitted == images
+	}, "%d filtered, %d emitted by each stage", texts, images)
+
+	mu.Lock()
+	if len(got) != images || len(bad) > 0 {
+		t.Fatalf("catalog got %d distinct thumbnails, want %d; bad: %v", len(got), images, bad)
+	}
+	for i := range images {
+		if c := got["thumb-f"+strconv.Itoa(i)]; c != 1 {
+			t.Fatalf("thumb-f%d delivered %d times", i, c)
+		}
+	}
+	mu.Unlock()
+
+	tc := testkit.Topics(t, app.Brokers())
+	ctx := context.Background()
+	parts, err := tc.Partitions(ctx, "catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, err := tc.Offsets(ctx, "catalog", parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for p, r := range offs {
+		err := tc.Read(ctx, "catalog", p, r.Start, r.End, func(m topics.Message) bool {
+			var ceType, cause string
+			for _, h := range m.Headers {
+				switch h.Key {
+				case "ce_type":
+					ceType = string(h.Value)
+				case "sluice-cause":
+					cause = string(h.Value)
+				}
+			}
+			if ceType != "catalog.row" || !strings.HasPrefix(cause, "thumbnails/") || !strings.HasPrefix(string(m.Key), "u") {
+				t.Errorf("catalog record %q key %q: ce_type %q sluice-cause %q", m.Value, m.Key, ceType, cause)
+			}
+			rows[string(m.Value)] = true
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rows) != images {
+		t.Fatalf("catalog topic has %d distinct rows, want %d", len(rows), images)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		v, ok := metricValue(scrape(t, n.base), "sluice_messages_filtered_total", map[string]string{"sluice_handler": "thumbnail"})
+		return ok && v == texts
+	}, "sluice_messages_filtered_total = %d", texts)
 }

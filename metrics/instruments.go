@@ -136,7 +136,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 			}
 		}
 		return nil
-	}, received, succeeded, failed, retried, dead, replayed, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
+	}, received, succeeded, failed, retried, dead, replayed, filtered, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
 		unformed, stalled, desired, fleetDesired)
 	if err != nil {
 		return nil, err
