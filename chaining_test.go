@@ -29,6 +29,10 @@ func TestApplyRefusesBadFiltersOutputsAndTakeovers(t *testing.T) {
 	if code, body := n.do(t, "POST", "/v1/topics/orders/messages", `{"messages":[{"key":"a","value":"1"},{"key":"b","value":"2"}]}`); code != 200 && code != 201 {
 		t.Fatalf("publish: %d %s", code, body)
 	}
+	// A handler that feeds orders from thumbs: chain must not feed thumbs.
+	if code, body := n.do(t, "PUT", "/v1/handlers/back", `{"name":"back","topic":"thumbs","http":{"url":"http://127.0.0.1:1/x"},"onSuccess":{"topic":"orders"}}`); code != 201 {
+		t.Fatalf("apply back: %d %s", code, body)
+	}
 	// A live legacy consumer of orders.
 	legacy := kafka.NewReader(kafka.ReaderConfig{Brokers: n.app.Brokers(), GroupID: "legacy-orders", Topic: "orders",
 		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond})
@@ -54,6 +58,7 @@ func TestApplyRefusesBadFiltersOutputsAndTakeovers(t *testing.T) {
 		{"output loop", spec(`,"onSuccess":{"topic":"orders"}`), "onSuccess.topic", "own topic"},
 		{"internal output", spec(`,"onSuccess":{"topic":"__sluice.registry"}`), "onSuccess.topic", "internal topic"},
 		{"output without topic", spec(`,"onSuccess":{}`), "onSuccess.topic", "is required"},
+		{"loop through another handler", spec(`,"onSuccess":{"topic":"thumbs"}`), "onSuccess.topic", "orders → chain → thumbs → back → orders"},
 		{"unknown group", spec(`,"startFrom":{"group":"nobody"}`), "startFrom.group", `"nobody" does not exist`},
 		{"active group", spec(`,"startFrom":{"group":"legacy-orders"}`), "startFrom.group", `"legacy-orders" still has 1 active member`},
 	}
@@ -82,6 +87,10 @@ func TestApplyRefusesBadFiltersOutputsAndTakeovers(t *testing.T) {
 	}
 	if _, body := n.do(t, "GET", "/v1/handlers", ""); strings.Contains(string(body), `"chain"`) {
 		t.Fatalf("a refused spec reached the registry: %s", body)
+	}
+	// allowLoop forces a loop.
+	if code, body := n.do(t, "PUT", "/v1/handlers/forced", `{"name":"forced","topic":"orders","http":{"url":"http://127.0.0.1:1/x"},"onSuccess":{"topic":"thumbs","allowLoop":true}}`); code != 201 {
+		t.Fatalf("forced loop: %d %s", code, body)
 	}
 	// Once the legacy consumer has stopped, the takeover is accepted.
 	if code, body := n.do(t, "PUT", "/v1/handlers/chain", spec(`,"startFrom":{"group":"legacy-orders"}`)); code != 201 {

@@ -153,6 +153,9 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 	if exists && reflect.DeepEqual(old.Spec, spec) {
 		return n.view(ctx, old), false, nil
 	}
+	if err := n.checkChain(spec); err != nil {
+		return api.Handler{}, false, err
+	}
 	if !exists || old.Spec.StartFrom != spec.StartFrom {
 		if err := n.checkTakeover(ctx, spec); err != nil {
 			return api.Handler{}, false, err
