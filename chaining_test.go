@@ -151,7 +151,7 @@ func TestChainGoToHTTPWithFilter(t *testing.T) {
 		if i >= images {
 			kind = "text"
 		}
-		msgs = append(msgs, fmt.Sprintf(`{"key":"u%d","value":{"name":"f%d","kind":%q}}`, i, i, kind))
+		msgs = append(msgs, fmt.Sprintf(`{"key":"u%d","value":{"name":"f%d","kind":%q},"headers":{"traceparent":"00-%032x-00f067aa0ba902b7-01"}}`, i, i, kind, i+1))
 	}
 	if code, body := n.do(t, "POST", "/v1/topics/uploads/messages", `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
 		t.Fatalf("publish: %d %s", code, body)
@@ -185,17 +185,24 @@ func TestChainGoToHTTPWithFilter(t *testing.T) {
 	rows := map[string]bool{}
 	for p, r := range offs {
 		err := tc.Read(ctx, "catalog", p, r.Start, r.End, func(m topics.Message) bool {
-			var ceType, cause string
+			var ceType, cause, tp string
 			for _, h := range m.Headers {
 				switch h.Key {
 				case "ce_type":
 					ceType = string(h.Value)
 				case "sluice-cause":
 					cause = string(h.Value)
+				case "traceparent":
+					tp = string(h.Value)
 				}
 			}
 			if ceType != "catalog.row" || !strings.HasPrefix(cause, "thumbnails/") || !strings.HasPrefix(string(m.Key), "u") {
 				t.Errorf("catalog record %q key %q: ce_type %q sluice-cause %q", m.Value, m.Key, ceType, cause)
+			}
+			// Two hops on, the record is still in the upload's trace.
+			i, _ := strconv.Atoi(strings.TrimPrefix(string(m.Key), "u"))
+			if want := fmt.Sprintf("00-%032x-", i+1); !strings.HasPrefix(tp, want) {
+				t.Errorf("catalog record %q key %q: traceparent %q, want the upload's trace %s...", m.Value, m.Key, tp, want)
 			}
 			rows[string(m.Value)] = true
 			return true
