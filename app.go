@@ -96,6 +96,30 @@ type BatchSpec = handlers.BatchSpec
 // Permanent marks an error as one retrying cannot fix.
 func Permanent(err error) error { return handlers.Permanent(err) }
 
+// OutputSpec is where a handler's outputs go (Spec.OnSuccess, Spec.OnFailure).
+type OutputSpec = handlers.OutputSpec
+
+// Output is one message a handler emits to its onSuccess topic.
+type Output = handlers.Output
+
+// Header is one Kafka record header.
+type Header = handlers.Header
+
+// Filter is a compiled event pattern (Spec.Filter); see CompileFilter.
+type Filter = handlers.Filter
+
+// CompileFilter compiles an event pattern, as decoded from YAML or JSON.
+func CompileFilter(pattern any) (*Filter, error) { return handlers.CompileFilter(pattern) }
+
+// Emit adds an output to the current invocation: it is produced to the
+// handler's onSuccess topic, with the input's key unless it sets one, only
+// if the invocation succeeds, and before the input's offset is committed.
+// It returns ErrNoOutputs when the handler has no onSuccess topic.
+func Emit(ctx context.Context, out Output) error { return handlers.Emit(ctx, out) }
+
+// ErrNoOutputs is Emit's error for a handler without an onSuccess topic.
+var ErrNoOutputs = handlers.ErrNoOutputs
+
 // App is one Sluice node, as a Go program embeds it.
 type App struct {
 	cfg       Config

@@ -34,6 +34,12 @@ type RunnerStatus struct {
 	Rebalances   uint64            `json:"rebalances"`
 	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
 	Partitions   []PartitionStatus `json:"partitions"`
+
+	// Filtered counts messages that did not match the handler's filter:
+	// committed without an invocation.
+	Filtered uint64 `json:"filtered"`
+	// Emitted counts outputs produced to the handler's onSuccess topic.
+	Emitted uint64 `json:"emitted"`
 }
 
 // BreakerStatus is a handler's circuit breaker on this node.

@@ -123,7 +123,9 @@ const inlineBelow = 50 * time.Microsecond
 // process to continue on a worker, so a retrying message never holds up
 // the partition.
 func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, ordered bool) bool {
-	if r.batch != nil || r.limiter != nil || time.Duration(r.recentNs.Load()) >= inlineBelow || r.br.tripped() || ss.draining.Load() {
+	// A handler with outputs produces them before its message is handled:
+	// too slow for the fetch loop.
+	if r.batch != nil || r.limiter != nil || r.spec.OnSuccess != nil || time.Duration(r.recentNs.Load()) >= inlineBelow || r.br.tripped() || ss.draining.Load() {
 		return false
 	}
 	if _, parked := w.msg.Header(handlers.HeaderRetryStage); parked {
@@ -152,7 +154,7 @@ func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, ordered bo
 		return false
 	}
 	w.msg.Attempt = 1
-	err, o, final := r.attempt(ctx, w, done)
+	err, o, final := r.attempt(ctx, ss, w, done)
 	r.run.release(0)
 	if final {
 		r.finish(w, o)

@@ -81,6 +81,12 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 			r.replayed.Add(1)
 		}
 		restoreOriginal(&w.msg)
+		// Only the handler's own topic is filtered: a replayed or parked
+		// message matched once already.
+		if p.topic == r.spec.Topic && !r.spec.Filter.Match(&w.msg) {
+			r.finish(w, filtered)
+			continue
+		}
 		r.dispatch(wctx, ss, w)
 	}
 }

@@ -112,6 +112,8 @@ type KafkaSource struct {
 	topics    []string
 	group     string
 	startFrom int64
+	// takeover is the legacy group to start from (TakeOver), or "".
+	takeover string
 }
 
 // NewKafkaSource returns a source for topics consumed by group. The first
@@ -120,7 +122,7 @@ type KafkaSource struct {
 // (committed) at the first assignment so a later rebalance cannot skip
 // messages. The other topics (replay, retry) always start at their first
 // offset.
-func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom int64) (*KafkaSource, error) {
+func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom int64, opts ...SourceOption) (*KafkaSource, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka source: no brokers")
 	}
@@ -130,7 +132,14 @@ func NewKafkaSource(cfg KafkaConfig, topics []string, group string, startFrom in
 	if startFrom != FirstOffset && startFrom != LastOffset {
 		return nil, fmt.Errorf("kafka source: startFrom must be FirstOffset or LastOffset, got %d", startFrom)
 	}
-	return &KafkaSource{cfg: cfg.withDefaults(), topics: topics, group: group, startFrom: startFrom}, nil
+	s := &KafkaSource{cfg: cfg.withDefaults(), topics: topics, group: group, startFrom: startFrom}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.takeover == group {
+		return nil, fmt.Errorf("kafka source: cannot take over its own group %s", group)
+	}
+	return s, nil
 }
 
 // Consume implements Source. It joins the group, runs session for each
@@ -243,10 +252,26 @@ func (k *kafkaSession) resolve() error {
 					off = FirstOffset
 				}
 			}
+			if i == 0 && k.src.takeover != "" && (!ok || off < 0) {
+				off = noOffset // takeOver resolves it
+			}
 			if off == LastOffset {
 				pin = append(pin, kafka.LastOffsetOf(id))
 			}
 			k.assigns = append(k.assigns, Assignment{Topic: t, Partition: id, Offset: off})
+		}
+	}
+	if k.src.takeover != "" {
+		if err := k.takeOver(); err != nil {
+			return err
+		}
+		for i, a := range k.assigns {
+			if a.Offset == noOffset { // the legacy group never committed it
+				k.assigns[i].Offset = k.src.startFrom
+				if k.src.startFrom == LastOffset {
+					pin = append(pin, kafka.LastOffsetOf(a.Partition))
+				}
+			}
 		}
 	}
 	if len(pin) == 0 {

@@ -3,6 +3,8 @@ package consumers
 import (
 	"context"
 	"time"
+
+	"github.com/sluicehq/sluice/handlers"
 )
 
 // outcome.go: how a message's processing ends, and the one function that
@@ -18,6 +20,9 @@ const (
 	deadLettered
 	// parked: the message is durably on a delay topic (retry mode topics).
 	parked
+	// filtered: the message did not match the spec's filter and was not
+	// invoked.
+	filtered
 	// abandoned: the assignment drained first. The message is not finished,
 	// so the partition is not committed past it and its next owner
 	// delivers it again.
@@ -37,6 +42,8 @@ func (r *Runner) finish(w *work, o outcome) {
 		r.deadLettered.Add(1)
 	case parked:
 		r.parked.Add(1)
+	case filtered:
+		r.filtered.Add(1)
 	}
 	if o != abandoned {
 		w.p.tr.finish(w.seq)
@@ -51,10 +58,22 @@ func (r *Runner) finish(w *work, o outcome) {
 // ticket done. It reports the outcome when the attempt ended w's
 // processing (handled, or abandoned when the drain cut it short);
 // otherwise final is false and err is the failure to apply the policy to.
-func (r *Runner) attempt(ctx context.Context, w *work, done func(error)) (err error, o outcome, final bool) {
-	if r.batch != nil {
+func (r *Runner) attempt(ctx context.Context, ss *session, w *work, done func(error)) (err error, o outcome, final bool) {
+	switch {
+	case r.batch != nil:
 		err = r.batch.invoke(&w.msg)
-	} else {
+	case r.spec.OnSuccess != nil:
+		ictx, outs := handlers.WithOutputs(ctx)
+		if err = r.invoke(ictx, &w.msg); err == nil {
+			if l := outs.Take(); len(l) > 0 {
+				var drained bool
+				if err, drained = r.emit(ss, w, l); drained {
+					done(nil)
+					return nil, abandoned, true
+				}
+			}
+		}
+	default:
 		err = r.invoke(ctx, &w.msg)
 	}
 	switch {

@@ -66,7 +66,7 @@ func (r *Runner) apply(ctx context.Context, ss *session, w *work) outcome {
 			w.msg.Attempt = delivered
 			var o outcome
 			var final bool
-			if err, o, final = r.attempt(ctx, w, done); final {
+			if err, o, final = r.attempt(ctx, ss, w, done); final {
 				return o
 			}
 		}
@@ -108,7 +108,10 @@ func (r *Runner) apply(ctx context.Context, ss *session, w *work) outcome {
 			}
 			r.log.Warn(reason, "topic", w.msg.Topic, "partition", w.msg.Partition,
 				"offset", w.msg.Offset, "attempt", delivered, "err", err)
-			if r.deadLetter(ss, w, failure) {
+			if !w.failureEmitted {
+				w.failureEmitted = r.emitFailure(ss, w, failure)
+			}
+			if w.failureEmitted && r.deadLetter(ss, w, failure) {
 				return deadLettered
 			}
 		}

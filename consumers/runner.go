@@ -28,6 +28,10 @@ type Options struct {
 	// DeadLetter receives messages that cannot be handled. Without one,
 	// such messages are retried until they succeed, so nothing is lost.
 	DeadLetter DeadLetterer
+	// Outputs produces the outputs of handlers with onSuccess, and the
+	// failures of handlers with onFailure. Without one, a handler's
+	// outputs fail it permanently (dead-lettered with that reason).
+	Outputs OutputWriter
 	// Parker moves messages to delay topics in retry mode topics; without
 	// one, that mode dead-letters after the in-place attempts.
 	Parker Parker
@@ -298,6 +302,12 @@ type Status struct {
 	Rebalances   uint64            `json:"rebalances"`
 	Breaker      *BreakerStatus    `json:"breaker,omitempty"`
 	Partitions   []PartitionStatus `json:"partitions"`
+
+	// Filtered counts messages that did not match the spec's filter:
+	// committed without an invocation.
+	Filtered uint64 `json:"filtered"`
+	// Emitted counts outputs produced to the onSuccess topic.
+	Emitted uint64 `json:"emitted"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -372,6 +382,8 @@ type Counters struct {
 	failed       atomic.Uint64
 	retried      atomic.Uint64
 	parked       atomic.Uint64
+	filtered     atomic.Uint64
+	emitted      atomic.Uint64
 	replayed     atomic.Uint64
 	deadLettered atomic.Uint64
 	commits      atomic.Uint64
@@ -386,6 +398,8 @@ func (c *Counters) Fill(st *Status) {
 	st.Failed = c.failed.Load()
 	st.Retried = c.retried.Load()
 	st.Parked = c.parked.Load()
+	st.Filtered = c.filtered.Load()
+	st.Emitted = c.emitted.Load()
 	st.Replayed = c.replayed.Load()
 	st.DeadLettered = c.deadLettered.Load()
 	st.Commits = c.commits.Load()

@@ -52,6 +52,9 @@ type work struct {
 	// process.
 	inlineTries int
 	inlineErr   error
+	// failureEmitted: the message is on the onFailure topic already, so
+	// a dead-letter write that starts over does not repeat it.
+	failureEmitted bool
 }
 
 func (r *Runner) session(s Session) {

@@ -124,6 +124,9 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if ctx.Value(outputsKey{}) != nil && resp.StatusCode != http.StatusNoContent {
+			return emitResponse(ctx, resp)
+		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 		return nil
 	}

@@ -71,7 +71,8 @@ type Spec struct {
 	// messages in flight on one node; fetching waits while it is reached.
 	// Default 64 MiB.
 	MaxInFlightBytes int64 `json:"maxInFlightBytes,omitempty" sluice:"nonzero"`
-	// StartFrom is earliest (default) or latest.
+	// StartFrom is earliest (default), latest, or {group: NAME} to take
+	// over a legacy consumer group (takeover.go).
 	StartFrom StartFrom `json:"startFrom,omitempty"`
 	// Timeout bounds one invocation; a timed-out invocation is a retryable
 	// failure. Default 30s. For HTTP handlers http.timeout, when set, wins.
@@ -88,6 +89,15 @@ type Spec struct {
 	DeadLetter *DeadLetterSpec `json:"deadLetter,omitempty"`
 	// Scaling says how many nodes the fleet needs for this handler.
 	Scaling *ScalingSpec `json:"scaling,omitempty"`
+	// Filter, when set, is an event pattern (filter.go): messages that do
+	// not match it are committed without an invocation, and counted.
+	Filter *Filter `json:"filter,omitempty"`
+	// OnSuccess, when set, is where the handler's outputs go (output.go):
+	// an HTTP handler's 2xx response body, or what a Go handler Emits.
+	OnSuccess *OutputSpec `json:"onSuccess,omitempty"`
+	// OnFailure, when set, also receives each message that finally failed,
+	// beside the dead-letter queue.
+	OnFailure *OutputSpec `json:"onFailure,omitempty"`
 }
 
 // HTTPSpec configures the HTTP invoker.
@@ -225,15 +235,16 @@ func (s *Spec) Validate() error {
 	if s.MaxInFlightBytes < 1024 {
 		return &FieldError{Field: "maxInFlightBytes", Msg: fmt.Sprintf("must be at least 1024, got %d", s.MaxInFlightBytes)}
 	}
-	switch s.StartFrom {
-	case StartEarliest, StartLatest:
-	default:
-		return &FieldError{Field: "startFrom", Msg: fmt.Sprintf("must be earliest or latest, got %q", s.StartFrom)}
+	if err := s.validateStartFrom(); err != nil {
+		return err
 	}
 	if err := s.validatePolicy(); err != nil {
 		return err
 	}
 	if err := s.validateScaling(); err != nil {
+		return err
+	}
+	if err := s.validateOutputs(); err != nil {
 		return err
 	}
 	return s.validateSource()

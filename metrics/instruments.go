@@ -70,6 +70,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 	retried := counter("sluice.messages.retried", "Retries scheduled after a failed invocation.")
 	dead := counter("sluice.messages.dead_lettered", "Messages written to the dead-letter topic.")
 	replayed := counter("sluice.messages.replayed", "Messages consumed from the handler's replay topic.")
+	filtered := counter("sluice.messages.filtered", "Messages that did not match the handler's filter: committed without an invocation.")
 	rebalances := counter("sluice.rebalances", "Assignments started (one per rebalance).")
 	commitFailures := counter("sluice.commit.failures", "Offset commits that failed.")
 	inflight := gauge("sluice.inflight", "{message}", "Messages in flight.")
@@ -102,6 +103,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 				o.ObserveInt64(retried, int64(st.Retried), set)
 				o.ObserveInt64(dead, int64(st.DeadLettered), set)
 				o.ObserveInt64(replayed, int64(st.Replayed), set)
+				o.ObserveInt64(filtered, int64(st.Filtered), set)
 				o.ObserveInt64(rebalances, int64(st.Rebalances), set)
 				o.ObserveInt64(commitFailures, int64(st.CommitErrs), set)
 				o.ObserveFloat64(inflight, float64(st.InFlight), set)
@@ -134,7 +136,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 			}
 		}
 		return nil
-	}, received, succeeded, failed, retried, dead, replayed, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
+	}, received, succeeded, failed, retried, dead, replayed, filtered, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
 		unformed, stalled, desired, fleetDesired)
 	if err != nil {
 		return nil, err

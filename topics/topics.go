@@ -522,3 +522,22 @@ func (c *Client) GroupLag(ctx context.Context, group, topic string, fromEnd bool
 	}
 	return out, nil
 }
+
+// WriteOutputs produces a handler's outputs to topic (consumers.OutputWriter),
+// returning once every in-sync replica has them. An output the broker
+// refuses as too large is a permanent failure: asking again cannot help.
+func (c *Client) WriteOutputs(ctx context.Context, topic string, outs []handlers.Output) error {
+	recs := make([]Record, len(outs))
+	for i, o := range outs {
+		v := o.Value
+		if v == nil {
+			v = []byte{}
+		}
+		recs[i] = Record{Key: o.Key, Value: v, Headers: KafkaHeaders(o.Headers), Partition: -1}
+	}
+	_, err := c.Produce(ctx, topic, recs)
+	if errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) {
+		return handlers.Permanent(fmt.Errorf("an output is larger than %s accepts (its max.message.bytes): %w", topic, err))
+	}
+	return err
+}

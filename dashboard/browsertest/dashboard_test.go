@@ -977,3 +977,42 @@ func TestDashboardSignInAndRoles(t *testing.T) {
 	}
 	b.shot(t, filepath.Join(artifactsDir(t), "signed-in-admin.png"))
 }
+
+// The handler page draws its chain: who feeds its topic, and which topics
+// and handlers its onSuccess and onFailure feed; and it shows the filtered
+// and emitted counts.
+func TestDashboardHandlerChain(t *testing.T) {
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("the dashboard test needs Chromium at %s (apt-get install chromium): %v", chromium, err)
+	}
+	n := startNode(t)
+	n.apply(t, `{"name":"up","topic":"uploads","http":{"url":"http://127.0.0.1:1/x"},"onSuccess":{"topic":"thumbs"}}`)
+	n.apply(t, `{"name":"mid","topic":"thumbs","http":{"url":"http://127.0.0.1:1/x"},"filter":{"key":[{"prefix":"img-"}]},"onSuccess":{"topic":"catalog"},"onFailure":{"topic":"thumbs-failed"}}`)
+	n.apply(t, `{"name":"down","topic":"catalog","http":{"url":"http://127.0.0.1:1/x"}}`)
+	b := startBrowser(t, n.base)
+	b.open(t, "/handlers/mid")
+	b.waitFor(t, 20*time.Second, `document.querySelector('[data-testid="chain-handler-down"]') !== null`, "the chain drawn")
+	for testid, want := range map[string]string{
+		"chain-handler-up":      "up",
+		"chain-in":              "thumbs",
+		"chain-onSuccess-topic": "catalog",
+		"chain-handler-down":    "down",
+		"chain-onFailure-topic": "thumbs-failed",
+		"chain-onFailure":       "→onFailure thumbs-failed→no handler yet",
+		"stat-filtered":         "0",
+		"stat-emitted":          "0",
+	} {
+		if got := b.text(t, testid); got != want {
+			t.Errorf("%s: %q, want %q", testid, got, want)
+		}
+	}
+	if href := b.attr(t, "chain-handler-down", "href"); href != "/handlers/down" {
+		t.Fatalf("the downstream handler links to %q", href)
+	}
+	// The last handler of the chain shows its feeder and that it emits nothing.
+	b.open(t, "/handlers/down")
+	b.waitFor(t, 20*time.Second, `document.querySelector('[data-testid="chain-handler-mid"]') !== null`, "down's feeder")
+	if got := b.text(t, "handler-chain"); !strings.Contains(got, "no onSuccess") {
+		t.Fatalf("down's chain: %q", got)
+	}
+}

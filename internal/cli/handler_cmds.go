@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -247,7 +248,21 @@ func describeHandler(w io.Writer, h api.Handler) error {
 	}
 	row("Ordering", s.Ordering)
 	row("Concurrency", s.Concurrency.String())
-	row("Start from", s.StartFrom)
+	if g, ok := s.StartFrom.TakeoverGroup(); ok {
+		row("Start from", "where group "+g+" committed")
+	} else {
+		row("Start from", s.StartFrom)
+	}
+	if s.Filter != nil {
+		b, _ := json.Marshal(s.Filter)
+		row("Filter", string(b))
+	}
+	if s.OnSuccess != nil {
+		row("On success", s.OnSuccess.Topic)
+	}
+	if s.OnFailure != nil {
+		row("On failure", s.OnFailure.Topic)
+	}
 	if t := s.InvocationTimeout(); t > 0 {
 		row("Timeout", t)
 	}

@@ -153,6 +153,14 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 	if exists && reflect.DeepEqual(old.Spec, spec) {
 		return n.view(ctx, old), false, nil
 	}
+	if err := n.checkChain(spec); err != nil {
+		return api.Handler{}, false, err
+	}
+	if !exists || old.Spec.StartFrom != spec.StartFrom {
+		if err := n.checkTakeover(ctx, spec); err != nil {
+			return api.Handler{}, false, err
+		}
+	}
 	if err := n.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
 		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
 	}
@@ -556,7 +564,7 @@ func runnerStatus(st consumers.Status) api.RunnerStatus {
 	out := api.RunnerStatus{
 		StateSince: st.StateSince, LastError: st.LastError, InFlight: st.InFlight, InFlightBytes: st.InFlightBytes,
 		Held: st.Held, Limit: st.Limit, Received: st.Received, Succeeded: st.Succeeded, Failed: st.Failed,
-		Retried: st.Retried, DeadLettered: st.DeadLettered, Parked: st.Parked, Replayed: st.Replayed,
+		Retried: st.Retried, DeadLettered: st.DeadLettered, Parked: st.Parked, Replayed: st.Replayed, Filtered: st.Filtered, Emitted: st.Emitted,
 		Commits: st.Commits, CommitErrs: st.CommitErrs, Rebalances: st.Rebalances,
 		Partitions: make([]api.PartitionStatus, len(st.Partitions)),
 	}

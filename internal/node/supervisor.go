@@ -181,7 +181,11 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 	if spec.Source.IsQueue() {
 		src, err = s.d.queues.Source(spec, log)
 	} else {
-		src, err = consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start)
+		var opts []consumers.SourceOption
+		if g, ok := spec.StartFrom.TakeoverGroup(); ok {
+			opts = append(opts, consumers.TakeOver(g))
+		}
+		src, err = consumers.NewKafkaSource(s.d.kafka, spec.Topics(), spec.Group(), start, opts...)
 	}
 	if err != nil { // only on a programming error: the spec was validated
 		log.Error("cannot consume", "err", err)
@@ -194,6 +198,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 		StallAfter:         s.d.cfg.StallAfter(),
 		DeadLetter:         s.d.dead,
 		Parker:             s.d.parker,
+		Outputs:            s.d.tc,
 		Hooks:              s.d.hooks(spec),
 		Counters:           s.countersOf(spec.Name),
 		Logger:             s.d.log,

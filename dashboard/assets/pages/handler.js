@@ -5,7 +5,7 @@ import { LineChart } from "/chart.js";
 import { enc, get, post } from "/api.js";
 import { fmtInt, fmtMs, fmtRate, fmtTime } from "/format.js";
 import { every } from "/live.js";
-import { badge, crumbs, emptyRow, h, handlerTabs, icon, keyedRows, notify, setBadge, setNum, table } from "/ui.js";
+import { badge, crumbs, emptyRow, h, handlerTabs, handlerURL, icon, keyedRows, notify, setBadge, setNum, table } from "/ui.js";
 
 const POLL_MS = 2000;
 const SERIES_MS = 5000;
@@ -40,6 +40,7 @@ export function handlerPage(main, signal, name) {
   const partBody = h("tbody", {});
   const partNote = h("p", { class: "muted note" });
   const specPre = h("pre", { class: "code", "data-testid": "handler-spec" }, "Loading…");
+  const chainBox = h("div", { class: "chain", "data-testid": "handler-chain" });
   const missing = h("div", { class: "callout bad", hidden: true, "data-testid": "handler-missing" });
 
   main.append(
@@ -55,6 +56,7 @@ export function handlerPage(main, signal, name) {
     facts,
     stats,
     lastError,
+    h("section", {}, h("h2", {}, "Chain"), chainBox),
     h("section", {}, h("h2", {}, "Last 15 minutes"), chartsNote, chartsBox),
     h(
       "section",
@@ -164,6 +166,8 @@ export function handlerPage(main, signal, name) {
       stat("Failed", fmtInt(st.failed), "stat-failed", st.failed ? "bad" : ""),
       stat("Retried", fmtInt(st.retried), "stat-retried"),
       stat("Dead-lettered", fmtInt(st.deadLettered), "stat-dead", st.deadLettered ? "bad" : ""),
+      stat("Filtered", fmtInt(st.filtered), "stat-filtered"),
+      stat("Emitted", fmtInt(st.emitted), "stat-emitted"),
       stat("In flight", `${fmtInt(st.inFlight)} / ${fmtInt(st.concurrencyLimit)}`, "stat-inflight"),
       stat("Lag (this node)", fmtInt(st.lag), "stat-lag"),
       stat(
@@ -197,6 +201,31 @@ export function handlerPage(main, signal, name) {
     missing.hidden = true;
     drawHandler();
     main.dataset.loaded = "handler";
+  });
+
+  // The chain: the handlers whose onSuccess feeds this handler's topic, the
+  // topic, this handler, its onSuccess (and onFailure) topic and the
+  // handlers that consume it, from the registry.
+  every(signal, POLL_MS, "chain", async (sig) => {
+    const all = (await get("/v1/handlers", sig)).handlers || [];
+    const me = all.find((x) => x.name === name);
+    if (!me) return;
+    const sp = me.spec;
+    const node = (x) => h("a", { class: "chain-node handler", href: handlerURL(x.name), "data-testid": `chain-handler-${x.name}` }, x.name);
+    const topic = (t, testid) => h("code", { class: "chain-node topic", "data-testid": testid }, t);
+    const group = (xs, none) => (xs.length ? h("span", { class: "chain-group" }, ...xs) : h("span", { class: "muted" }, none));
+    const arrow = () => h("span", { class: "chain-arrow", "aria-hidden": "true" }, "→");
+    const feeders = all.filter((x) => x.name !== name && x.spec.onSuccess && x.spec.onSuccess.topic === sp.topic);
+    const row = [group(feeders.map(node), "producers"), arrow(), topic(sp.topic, "chain-in"), arrow(),
+      h("strong", { class: "chain-node handler self" }, name)];
+    for (const [label, out] of [["onSuccess", sp.onSuccess], ["onFailure", sp.onFailure]]) {
+      if (!out) continue;
+      const fed = all.filter((x) => x.spec.topic === out.topic);
+      row.push(h("span", { class: "chain-branch", "data-testid": `chain-${label}` },
+        arrow(), h("span", { class: "muted" }, label, " "), topic(out.topic, `chain-${label}-topic`), arrow(), group(fed.map(node), "no handler yet")));
+    }
+    if (!sp.onSuccess && !sp.onFailure) row.push(h("span", { class: "muted" }, " (no onSuccess: it emits nothing)"));
+    chainBox.replaceChildren(...row);
   });
 
   every(signal, POLL_MS, "partitions", async (sig) => {
