@@ -6,6 +6,7 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -59,6 +61,8 @@ type Queue struct {
 	tc     *topics.Client
 	states *ktable.Table
 	log    *slog.Logger
+	// invalid counts skipped state records.
+	invalid atomic.Uint64
 	// ScanLimit bounds how many of the newest records per partition a
 	// listing reads. Default 20,000.
 	ScanLimit int64
@@ -71,13 +75,45 @@ func New(tc *topics.Client, brokers []string, dialer *kafka.Dialer, log *slog.Lo
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Queue{
-		tc:        tc,
-		states:    ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Topic: StateTopic, Logger: log}),
-		log:       log,
-		ScanLimit: 20000,
-	}
+	q := &Queue{tc: tc, log: log, ScanLimit: 20000}
+	q.states = ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Topic: StateTopic, Logger: log,
+		Decode: q.checkState})
+	return q
 }
+
+// checkState admits a state record only if its key names an entry
+// ("<handler>/<partition>-<offset>") and its value is a known state: the
+// topic is writable by anyone with a Kafka client, and a record that is
+// not one of ours must not change what an entry is. A skipped record is
+// logged once (each is read once per node) and counted.
+func (q *Queue) checkState(key string, value []byte, offset int64) bool {
+	handler, id, _ := strings.Cut(key, "/")
+	err := handlers.ValidateName(handler)
+	if err == nil {
+		_, _, err = parseID(id)
+	}
+	if err == nil && value != nil {
+		var st stateRecord
+		dec := json.NewDecoder(bytes.NewReader(value))
+		dec.DisallowUnknownFields()
+		switch err = dec.Decode(&st); {
+		case err != nil:
+		case st.State != StateDead && st.State != StateReplayed && st.State != StateDiscarded:
+			err = fmt.Errorf("unknown state %q", st.State)
+		case st.At.IsZero():
+			err = errors.New("no time")
+		}
+	}
+	if err != nil {
+		q.invalid.Add(1)
+		q.log.Error("skipping invalid dead-letter state record", "offset", offset, "key", key, "err", err)
+		return false
+	}
+	return true
+}
+
+// InvalidStates counts the state records this node skipped as invalid.
+func (q *Queue) InvalidStates() uint64 { return q.invalid.Load() }
 
 // Run tails the entry states until ctx is done.
 func (q *Queue) Run(ctx context.Context) error { return q.states.Run(ctx) }

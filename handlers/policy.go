@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -192,6 +193,13 @@ func (s *Spec) validatePolicy() error {
 	}
 	if err := ValidateTopic("deadLetter.topic", s.DeadLetter.Topic); err != nil {
 		return err
+	}
+	if strings.HasPrefix(s.DeadLetter.Topic, "__") {
+		// Sluice's own topics (the registry, the dead-letter states, every
+		// handler's replay and delay topics) are not a place to write to:
+		// a dead letter there would be read back as state or replayed in
+		// a loop.
+		return &FieldError{Field: "deadLetter.topic", Msg: fmt.Sprintf("%q is an internal topic: names starting with __ belong to Sluice", s.DeadLetter.Topic)}
 	}
 	if s.DeadLetter.Topic == s.Topic {
 		return &FieldError{Field: "deadLetter.topic", Msg: "must differ from the handler's topic"}

@@ -296,6 +296,11 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 		return fmt.Errorf("creating instruments: %w", err)
 	}
 	n.instr = instr
+	if err := metrics.ObserveInvalidRecords(tel, map[string]func() uint64{
+		registry.Topic: reg.Invalid, dlq.StateTopic: dq.InvalidStates,
+	}); err != nil {
+		return fmt.Errorf("creating instruments: %w", err)
+	}
 	return nil
 }
 
