@@ -111,3 +111,87 @@ func TestInvalidDeadLetterStateRecordIsNotApplied(t *testing.T) {
 		t.Fatalf("entry after invalid state records: %+v", p)
 	}
 }
+
+// A publish request is bounded in messages as well as bytes: 2.5 million
+// empty messages fit in 7.5 MB and once took a node from 40 MiB to 1.4 GiB
+// (issue 11, finding 2). Past MaxPublishMessages it is 413, and nothing is
+// published.
+func TestPublishIsBoundedInMessages(t *testing.T) {
+	n := startNode(t)
+	var b strings.Builder
+	b.WriteString(`{"messages":[`)
+	for i := range 2_500_000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("{}")
+	}
+	b.WriteString("]}")
+	if b.Len() > 8<<20 {
+		t.Fatalf("test body is %d bytes: over the byte limit, it would not test the message cap", b.Len())
+	}
+	code, body := n.do(t, "POST", "/v1/topics/bounded/messages", b.String())
+	var e api.Error
+	_ = json.Unmarshal(body, &e)
+	if code != 413 || !strings.Contains(e.Error, fmt.Sprintf("at most %d messages", api.MaxPublishMessages)) {
+		t.Fatalf("2.5M messages: got %d %s, want 413 naming the cap", code, body)
+	}
+	// At the cap it is accepted, and every message is published.
+	msgs := strings.TrimSuffix(strings.Repeat(`{"value":"v"},`, api.MaxPublishMessages), ",")
+	code, body = n.do(t, "POST", "/v1/topics/bounded/messages", `{"messages":[`+msgs+`]}`)
+	var pr api.PublishResponse
+	if code != 200 || json.Unmarshal(body, &pr) != nil || len(pr.Results) != api.MaxPublishMessages {
+		t.Fatalf("%d messages: got %d, %d results", api.MaxPublishMessages, code, len(pr.Results))
+	}
+	// One over the cap: 413 again, and the topic still holds exactly the cap.
+	code, _ = n.do(t, "POST", "/v1/topics/bounded/messages", `{"messages":[`+msgs+`,{}]}`)
+	if code != 413 {
+		t.Fatalf("%d messages: got %d, want 413", api.MaxPublishMessages+1, code)
+	}
+	tc := testkit.Topics(t, n.app.Brokers())
+	parts, err := tc.Partitions(context.Background(), "bounded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges, err := tc.Offsets(context.Background(), "bounded", parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, r := range ranges {
+		total += r.End - r.Start
+	}
+	if total != api.MaxPublishMessages {
+		t.Fatalf("topic holds %d messages, want %d", total, api.MaxPublishMessages)
+	}
+}
+
+// JSON that is not valid UTF-8 is refused, not silently repaired with
+// U+FFFD (issue 11, finding 6).
+func TestPublishRefusesInvalidUTF8(t *testing.T) {
+	n := startNode(t)
+	cases := []struct{ name, body, field, msg string }{
+		{"raw byte in value", "{\"messages\":[{\"value\":\"a\xffb\"}]}", "", "not valid UTF-8"},
+		{"raw byte in key", "{\"messages\":[{\"key\":\"\xc3\",\"value\":\"x\"}]}", "", "not valid UTF-8"},
+		{"lone surrogate in value", `{"messages":[{"value":"ok"},{"value":"a\ud800b"}]}`, "messages[1]", "lone surrogate"},
+		{"lone surrogate in header", `{"messages":[{"value":"ok","headers":{"h":"\udfff"}}]}`, "messages[0]", "lone surrogate"},
+		{"unknown field named with its message", `{"messages":[{"value":"ok"},{"vaule":"x"}]}`, "messages[1].vaule", "unknown field"},
+		{"unknown top-level field", `{"messages":[{"value":"ok"}],"extra":1}`, "extra", "unknown field"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := n.do(t, "POST", "/v1/topics/utf/messages", c.body)
+			var e api.Error
+			_ = json.Unmarshal(body, &e)
+			if code != 400 || e.Field != c.field || !strings.Contains(e.Error, c.msg) {
+				t.Fatalf("got %d %s, want 400 field %q containing %q", code, body, c.field, c.msg)
+			}
+		})
+	}
+	// A real U+FFFD, raw or escaped, is a character like any other.
+	for _, v := range []string{`"\ufffd"`, "\"\uFFFD\""} {
+		if code, body := n.do(t, "POST", "/v1/topics/utf/messages", `{"messages":[{"value":`+v+`}]}`); code != 200 {
+			t.Fatalf("value %s: %d %s", v, code, body)
+		}
+	}
+}

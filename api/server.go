@@ -379,32 +379,21 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req PublishRequest
-	if err := strictJSON(body, &req); err != nil {
+	recs, err := decodePublish(body)
+	if errors.Is(err, errTooManyMessages) {
+		writeErr(w, http.StatusRequestEntityTooLarge, err)
+		return
+	}
+	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	if len(req.Messages) == 0 {
-		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "messages", Msg: "at least one message is required"})
-		return
-	}
-	recs := make([]Record, len(req.Messages))
-	for i, m := range req.Messages {
-		rec, err := toRecord(m)
-		if err != nil {
-			var fe *handlers.FieldError
-			if errors.As(err, &fe) {
-				fe.Field = fmt.Sprintf("messages[%d].%s", i, fe.Field)
-			}
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
+	for i, rec := range recs {
 		if source.IsQueue() && rec.Partition >= 0 {
 			writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: fmt.Sprintf("messages[%d].partition", i),
 				Msg: fmt.Sprintf("a %s queue has no partitions", source)})
 			return
 		}
-		recs[i] = rec
 	}
 	res, err := s.b.Publish(r.Context(), source, topic, recs)
 	if err != nil {
