@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/topics"
@@ -193,5 +194,105 @@ func TestPublishRefusesInvalidUTF8(t *testing.T) {
 		if code, body := n.do(t, "POST", "/v1/topics/utf/messages", `{"messages":[{"value":`+v+`}]}`); code != 200 {
 			t.Fatalf("value %s: %d %s", v, code, body)
 		}
+	}
+}
+
+// raw sends a request with exactly the given headers (Host included).
+func (n *node) raw(t *testing.T, method, path, body string, hdr map[string]string) (int, api.Error) {
+	t.Helper()
+	req, err := http.NewRequest(method, n.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e api.Error
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e
+}
+
+// Any web page the operator opens must not be able to drive the API: a
+// cross-site text/plain POST purged the dead-letter queue, a form post
+// paused a handler, and Host: attacker.example was served (issue 11,
+// finding 3). Each is refused, and nothing changes.
+func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
+	n := startNode(t, sluice.WithConfig(sluice.Config{API: sluice.APIConfig{AllowedHosts: []string{"sluice.example.com", "*.ops.example"}}}))
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 500, nil, 0 })
+	n.apply(t, fmt.Sprintf(`{"name":"victim","topic":"vt","http":{"url":%q},"retry":{"maxAttempts":1}}`, ep.URL))
+	n.publishN(t, "vt", "x", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "victim", "").Total == 1 }, "one dead letter")
+	own := n.base // http://127.0.0.1:port
+	json := "application/json"
+	cases := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		status                   int
+		msg                      string
+	}{
+		{"cross-site text/plain purge", "POST", "/v1/handlers/victim/dlq/purge", `{"all":true}`,
+			map[string]string{"Origin": "https://evil.example", "Content-Type": "text/plain"}, 403, "cross-origin"},
+		{"cross-site purge even as JSON", "POST", "/v1/handlers/victim/dlq/purge", `{"all":true}`,
+			map[string]string{"Origin": "https://evil.example", "Content-Type": json}, 403, "cross-origin"},
+		{"cross-site read", "GET", "/v1/handlers", "", map[string]string{"Origin": "https://evil.example"}, 403, "cross-origin"},
+		{"null origin", "POST", "/v1/handlers/victim/pause", "", map[string]string{"Origin": "null", "Content-Type": json}, 403, "cross-origin"},
+		{"form post pause", "POST", "/v1/handlers/victim/pause", "a=b",
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"},
+		{"text/plain purge", "POST", "/v1/handlers/victim/dlq/purge", `{"all":true}`, map[string]string{"Content-Type": "text/plain"}, 415, "Content-Type"},
+		{"no content type pause", "POST", "/v1/handlers/victim/pause", "", nil, 415, "Content-Type"},
+		{"no content type delete", "DELETE", "/v1/handlers/victim", "", nil, 415, "Content-Type"},
+		{"rebound host", "POST", "/v1/handlers/victim/pause", "", map[string]string{"Host": "attacker.example", "Content-Type": json}, 421, "api.allowedHosts"},
+		{"rebound host read", "GET", "/v1/handlers", "", map[string]string{"Host": "attacker.example:80"}, 421, "api.allowedHosts"},
+		{"rebound host dashboard", "GET", "/", "", map[string]string{"Host": "attacker.example"}, 421, "api.allowedHosts"},
+		{"lookalike of an allowed host", "GET", "/v1/handlers", "", map[string]string{"Host": "sluice.example.com.evil.example"}, 421, "api.allowedHosts"},
+		{"origin of an allowed host with a rebound host", "GET", "/v1/handlers", "",
+			map[string]string{"Host": "attacker.example", "Origin": "http://sluice.example.com"}, 421, "api.allowedHosts"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, e := n.raw(t, c.method, c.path, c.body, c.hdr)
+			if code != c.status || !strings.Contains(e.Error, c.msg) {
+				t.Fatalf("got %d %q, want %d containing %q", code, e.Error, c.status, c.msg)
+			}
+		})
+	}
+	if h := n.handler(t, "victim"); h.Paused {
+		t.Fatal("a refused request paused the handler")
+	}
+	if p := n.dlq(t, "victim", ""); p.Total != 1 || p.Entries[0].State != "dead" {
+		t.Fatalf("a refused request changed the dead letters: %+v", p)
+	}
+	// What the node's own dashboard, the CLI and the configured names send
+	// is served.
+	ok := []struct {
+		name, method, path string
+		hdr                map[string]string
+	}{
+		{"same origin", "GET", "/v1/handlers", map[string]string{"Origin": own}},
+		{"localhost", "GET", "/v1/handlers", map[string]string{"Host": "localhost:8080"}},
+		{"configured name", "GET", "/v1/handlers", map[string]string{"Host": "sluice.example.com"}},
+		{"configured wildcard", "GET", "/v1/handlers", map[string]string{"Host": "node-1.ops.example:443"}},
+		{"configured name and its origin", "GET", "/v1/handlers", map[string]string{"Host": "sluice.example.com", "Origin": "https://sluice.example.com"}},
+		{"probe with any name", "GET", "/readyz", map[string]string{"Host": "anything.example"}},
+		{"same-origin pause", "POST", "/v1/handlers/victim/pause", map[string]string{"Origin": own, "Content-Type": "application/json"}},
+	}
+	for _, c := range ok {
+		t.Run(c.name, func(t *testing.T) {
+			if code, e := n.raw(t, c.method, c.path, "", c.hdr); code != 200 {
+				t.Fatalf("got %d %q, want 200", code, e.Error)
+			}
+		})
+	}
+	if !n.handler(t, "victim").Paused {
+		t.Fatal("the same-origin pause did not pause")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,6 +74,10 @@ type ServerConfig struct {
 	Auth *Auth
 	// MetricsNeedToken requires a token (any role) on /metrics.
 	MetricsNeedToken bool
+	// AllowedHosts are the names (besides IP addresses and localhost) a
+	// request's Host header may carry: "name", "*.domain" or "*" for any.
+	// Others get 421 (see browser.go).
+	AllowedHosts []string
 }
 
 // DefaultMaxPublishBytes bounds a publish request body unless configured.
@@ -142,6 +145,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusInternalServerError, fmt.Errorf("internal error"))
 		}
 	}()
+	if !s.browserCheck(w, r) {
+		return
+	}
 	if s.cfg.Auth != nil && (strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics" && s.cfg.MetricsNeedToken) {
 		var ok bool
 		if r, ok = s.cfg.Auth.authenticate(w, r); !ok {
@@ -448,12 +454,9 @@ func toRecord(m PublishMessage) (Record, error) {
 
 // readBody reads at most limit bytes, answering 413 past it.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !(strings.Contains(mt, "json") || strings.Contains(mt, "yaml") || mt == "text/plain") {
-			writeErr(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json or application/yaml", ct))
-			return nil, false
-		}
+	if ct := r.Header.Get("Content-Type"); !apiMediaType(ct) {
+		writeErr(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json or application/yaml", ct))
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {

@@ -300,7 +300,9 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if body != nil {
+	if body != nil || method != http.MethodGet && method != http.MethodHead {
+		// The node refuses a change without it (a browser's cross-site
+		// request cannot send it).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	injectTrace(ctx, req.Header)

@@ -491,7 +491,7 @@ func (n *node) do(method, path, body string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if body != "" {
+	if body != "" || method != "GET" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if n.token != "" {

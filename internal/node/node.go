@@ -311,6 +311,7 @@ func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGr
 			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
 			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
 			Auth: n.access.auth, MetricsNeedToken: n.cfg.API.Metrics == MetricsToken,
+			AllowedHosts: n.allowedHosts(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         n.access.tls,
@@ -356,6 +357,16 @@ func (n *Node) targets() []metrics.Target {
 	out := make([]metrics.Target, len(es))
 	for i, e := range es {
 		out[i] = metrics.Target{Spec: e.Spec, Paused: e.Paused, Runner: n.sup.runner(e.Spec.Name)}
+	}
+	return out
+}
+
+// allowedHosts are the names the API answers to: api.allowedHosts and
+// httpAddr's host when it is a name.
+func (n *Node) allowedHosts() []string {
+	out := append([]string(nil), n.cfg.API.AllowedHosts...)
+	if h, _, err := net.SplitHostPort(n.cfg.HTTPAddr); err == nil && h != "" && net.ParseIP(h) == nil {
+		out = append(out, h)
 	}
 	return out
 }
