@@ -1,16 +1,21 @@
 package sluice_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/internal/cli"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/topics"
 )
@@ -295,4 +300,131 @@ func TestBrowserCrossSiteRequestsAreRefused(t *testing.T) {
 	if !n.handler(t, "victim").Paused {
 		t.Fatal("the same-origin pause did not pause")
 	}
+}
+
+// syncBuffer is a log sink safe for the node's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A handler's configured header values and the password in its URL are
+// write-only: the API (so the dashboard), the CLI, the logs and dead-letter
+// error text show (set), and a spec applied back with (set) keeps the
+// stored values (issue 11, finding 4).
+func TestHandlerSecretsAreWriteOnly(t *testing.T) {
+	logs := &syncBuffer{}
+	n := startNode(t, sluice.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	secrets := []string{"s3cret-token", "k-12345", "hunter2"}
+	noSecret := func(t *testing.T, what, s string) {
+		t.Helper()
+		for _, sec := range secrets {
+			if strings.Contains(s, sec) {
+				t.Fatalf("%s shows the secret %q:\n%s", what, sec, s)
+			}
+		}
+	}
+	// A handler whose URL cannot be reached: its error text names the URL.
+	down := `{"name":"down","topic":"dt","http":{"url":"http://ops:hunter2@127.0.0.1:1/hook","headers":{"Authorization":"Bearer s3cret-token","X-Api-Key":"k-12345"}},"retry":{"maxAttempts":1}}`
+	code, body := n.do(t, "PUT", "/v1/handlers/down", down)
+	if code != 201 {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	noSecret(t, "the PUT response", string(body))
+	var h api.Handler
+	if err := json.Unmarshal(body, &h); err != nil || h.Spec.HTTP.Headers["Authorization"] != "(set)" || h.Spec.HTTP.Headers["X-Api-Key"] != "(set)" ||
+		h.Spec.HTTP.URL != "http://ops:(set)@127.0.0.1:1/hook" {
+		t.Fatalf("PUT response spec: %s", body)
+	}
+	n.publishN(t, "dt", "x", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "down", "").Total == 1 }, "one dead letter")
+	for _, path := range []string{"/v1/handlers", "/v1/handlers/down", "/v1/overview", "/v1/handlers/down/dlq", "/v1/handlers/down/dlq/" + n.dlq(t, "down", "").Entries[0].ID} {
+		code, body := n.do(t, "GET", path, "")
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		noSecret(t, path, string(body))
+	}
+	if e := n.dlq(t, "down", "").Entries[0].Error; !strings.Contains(e, "http://ops:(set)@127.0.0.1:1/hook") {
+		t.Fatalf("dead-letter error text %q does not name the URL with (set)", e)
+	}
+	if st := n.handler(t, "down").Status; st != nil {
+		noSecret(t, "the handler's status", fmt.Sprintf("%+v", *st))
+	}
+	// The CLI.
+	for _, args := range [][]string{{"handler", "get", "down"}, {"handler", "get", "down", "-o", "json"}, {"handler", "get", "down", "-o", "yaml"}, {"handler", "list"}} {
+		var out, errOut bytes.Buffer
+		env := cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+		if rc := cli.Run(context.Background(), append(args, "--server", n.base), env); rc != 0 {
+			t.Fatalf("sluice %v: exit %d: %s", args, rc, errOut.String())
+		}
+		noSecret(t, fmt.Sprintf("sluice %v", args), out.String()+errOut.String())
+		if args[1] == "get" && !strings.Contains(out.String(), "(set)") {
+			t.Fatalf("sluice %v does not show (set):\n%s", args, out.String())
+		}
+	}
+	// A spec read back and applied again, changed elsewhere, keeps the
+	// stored values: the endpoint still gets them.
+	var got struct {
+		sync.Mutex
+		auth, key, user, pass string
+	}
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Lock()
+		defer got.Unlock()
+		got.auth, got.key = r.Header.Get("Authorization"), r.Header.Get("X-Api-Key")
+		got.user, got.pass, _ = r.BasicAuth()
+	}))
+	t.Cleanup(ep.Close)
+	epURL := strings.Replace(ep.URL, "http://", "http://ops:hunter2@", 1)
+	n.apply(t, fmt.Sprintf(`{"name":"up","topic":"ut","http":{"url":%q,"headers":{"X-Api-Key":"k-12345"}}}`, epURL))
+	back := n.handler(t, "up").Spec
+	if back.HTTP.Headers["X-Api-Key"] != "(set)" || !strings.Contains(back.HTTP.URL, ":(set)@") {
+		t.Fatalf("read back: %+v", back.HTTP)
+	}
+	back.Concurrency = sluice.Fixed(3)
+	spec, _ := json.Marshal(back)
+	code, body = n.do(t, "PUT", "/v1/handlers/up", string(spec))
+	if code != 200 {
+		t.Fatalf("apply back: %d %s", code, body)
+	}
+	noSecret(t, "the PUT response", string(body))
+	if h := n.handler(t, "up"); h.Spec.Concurrency != sluice.Fixed(3) {
+		t.Fatalf("the change did not apply: %+v", h.Spec)
+	}
+	n.publishN(t, "ut", "y", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { got.Lock(); defer got.Unlock(); return got.key != "" }, "a delivery")
+	got.Lock()
+	if got.key != "k-12345" || got.user != "ops" || got.pass != "hunter2" {
+		t.Fatalf("after applying back: X-Api-Key %q, basic auth %q:%q; want the stored values", got.key, got.user, got.pass)
+	}
+	got.Unlock()
+	// (set) where nothing is stored is refused.
+	for _, c := range []struct{ spec, field string }{
+		{`{"name":"fresh","topic":"ft","http":{"url":"http://127.0.0.1:1/","headers":{"Authorization":"(set)"}}}`, "http.headers.Authorization"},
+		{`{"name":"fresh","topic":"ft","http":{"url":"http://u:(set)@127.0.0.1:1/"}}`, "http.url"},
+		{`{"name":"up","topic":"ut","http":{"url":"http://127.0.0.1:1/","headers":{"X-Other":"(set)"}}}`, "http.headers.X-Other"},
+	} {
+		var m map[string]any
+		_ = json.Unmarshal([]byte(c.spec), &m)
+		code, body := n.do(t, "PUT", "/v1/handlers/"+m["name"].(string), c.spec)
+		var e api.Error
+		_ = json.Unmarshal(body, &e)
+		if code != 400 || e.Field != c.field || !strings.Contains(e.Error, "(set)") {
+			t.Fatalf("%s: got %d %s, want 400 naming %s", c.spec, code, body, c.field)
+		}
+	}
+	noSecret(t, "the node's log", logs.String())
 }

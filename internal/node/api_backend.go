@@ -34,7 +34,7 @@ import (
 var _ api.Backend = (*Node)(nil)
 
 func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
-	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec, Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
+	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec.Redacted(), Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
 	st := &api.HandlerStatus{}
 	state, rs := n.handlerState(e.Spec, e.Paused)
 	st.State = state
@@ -150,6 +150,13 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 		return api.Handler{}, false, err
 	}
 	old, exists := n.reg.Get(spec.Name)
+	var stored *handlers.Spec
+	if exists {
+		stored = &old.Spec
+	}
+	if err := spec.KeepSecrets(stored); err != nil {
+		return api.Handler{}, false, err
+	}
 	if exists && reflect.DeepEqual(old.Spec, spec) {
 		return n.view(ctx, old), false, nil
 	}
@@ -374,7 +381,7 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 		h := api.HandlerOverview{Name: t.Spec.Name, Source: string(t.Spec.SourceKind()), Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
 			ConcurrencyLimit: t.Spec.Concurrency.Max}
 		if t.Spec.HTTP != nil {
-			h.Invoker = t.Spec.HTTP.URL
+			h.Invoker = handlers.RedactURL(t.Spec.HTTP.URL)
 		} else {
 			h.Invoker = "go"
 		}
