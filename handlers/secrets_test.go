@@ -8,7 +8,7 @@ import (
 
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://user:pass@host/x?y=1": "https://user:(set)@host/x?y=1",
+		"https://user:pass@host/x?y=1":  "https://user:(set)@host/x?y=1",
 		"https://user:p%40ss@host:8443": "https://user:(set)@host:8443",
 		"https://user@host/":            "https://user@host/",
 		"https://host/a":                "https://host/a",
