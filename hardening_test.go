@@ -428,3 +428,43 @@ func TestHandlerSecretsAreWriteOnly(t *testing.T) {
 	}
 	noSecret(t, "the node's log", logs.String())
 }
+
+// Every duration, size and rate in a spec has bounds; past them is a 400
+// that names the field, and the registry is unchanged (issue 11, finding 6).
+func TestSpecBounds(t *testing.T) {
+	n := startNode(t)
+	n.apply(t, `{"name":"bounded","topic":"bt","http":{"url":"http://127.0.0.1:1/"}}`)
+	before := n.handler(t, "bounded").Version
+	base := `"name":"bounded","topic":"bt","http":{"url":"http://127.0.0.1:1/"}`
+	cases := []struct{ extra, field string }{
+		{`"timeout":"1ns"`, "timeout"},
+		{`"timeout":"16m"`, "timeout"},
+		{`"retry":{"initialBackoff":"2562047h"}`, "retry.initialBackoff"},
+		{`"retry":{"maxBackoff":"2h"}`, "retry.maxBackoff"},
+		{`"retry":{"initialBackoff":"1ns"}`, "retry.initialBackoff"},
+		{`"ordering":"none","retry":{"mode":"topics","delays":["10s","48h"]}`, "retry.delays[1]"},
+		{`"maxInFlightBytes":9223372036854775807`, "maxInFlightBytes"},
+		{`"maxInFlightBytes":1073741825`, "maxInFlightBytes"},
+		{`"rateLimit":1e-300`, "rateLimit"},
+		{`"rateLimit":2e6`, "rateLimit"},
+		{`"breaker":{"openFor":"1000h"}`, "breaker.openFor"},
+		{`"breaker":{"window":"1ns"}`, "breaker.window"},
+		{`"breaker":{"minRequests":2000000}`, "breaker.minRequests"},
+		{`"scaling":{"maxAge":"100h"}`, "scaling.maxAge"},
+	}
+	for _, c := range cases {
+		t.Run(c.extra, func(t *testing.T) {
+			code, body := n.do(t, "PUT", "/v1/handlers/bounded", "{"+base+","+c.extra+"}")
+			var e api.Error
+			_ = json.Unmarshal(body, &e)
+			if code != 400 || e.Field != c.field || !strings.Contains(e.Error, "must be") {
+				t.Fatalf("got %d %s, want 400 naming %s", code, body, c.field)
+			}
+		})
+	}
+	// At the bounds it is accepted.
+	n.apply(t, `{"name":"bounded","topic":"bt","timeout":"1ms","http":{"url":"http://127.0.0.1:1/","timeout":"15m"},"retry":{"initialBackoff":"1h","maxBackoff":"1h"},"maxInFlightBytes":1073741824,"rateLimit":0.001,"breaker":{"openFor":"1h","window":"1ms"}}`)
+	if h := n.handler(t, "bounded"); h.Version == before || h.Spec.MaxInFlightBytes != 1<<30 || h.Spec.RateLimit != 0.001 {
+		t.Fatalf("the spec at the bounds was not applied: %+v", h.Spec)
+	}
+}
