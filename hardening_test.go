@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -466,5 +469,110 @@ func TestSpecBounds(t *testing.T) {
 	n.apply(t, `{"name":"bounded","topic":"bt","timeout":"1ms","http":{"url":"http://127.0.0.1:1/","timeout":"15m"},"retry":{"initialBackoff":"1h","maxBackoff":"1h"},"maxInFlightBytes":1073741824,"rateLimit":0.001,"breaker":{"openFor":"1h","window":"1ms"}}`)
 	if h := n.handler(t, "bounded"); h.Version == before || h.Spec.MaxInFlightBytes != 1<<30 || h.Spec.RateLimit != 0.001 {
 		t.Fatalf("the spec at the bounds was not applied: %+v", h.Spec)
+	}
+}
+
+// PUT /v1/handlers/{name} takes the version it read (If-Match, or
+// "version" in the body); a stale one is 409 and changes nothing. Eight
+// concurrent applies over one version: exactly one wins (issue 11,
+// finding 6).
+func TestApplyOverAStaleVersionIsAConflict(t *testing.T) {
+	n := startNode(t)
+	spec := func(c int) string {
+		return fmt.Sprintf(`{"name":"occ","topic":"ot","http":{"url":"http://127.0.0.1:1/"},"concurrency":%d}`, c)
+	}
+	put := func(t *testing.T, body string, hdr map[string]string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("PUT", n.base+"/v1/handlers/occ", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, body := put(t, spec(1), map[string]string{"If-Match": "5"}); code != 409 || !strings.Contains(string(body), "does not exist") {
+		t.Fatalf("If-Match on a missing handler: %d %s", code, body)
+	}
+	n.apply(t, spec(1))
+	v0 := n.handler(t, "occ").Version
+	v := strconv.FormatInt(v0, 10)
+	if code, body := put(t, spec(2), map[string]string{"If-Match": `"` + v + `"`}); code != 200 {
+		t.Fatalf("apply over the current version: %d %s", code, body)
+	}
+	v1 := n.handler(t, "occ").Version
+	for name, c := range map[string]struct {
+		body string
+		hdr  map[string]string
+	}{
+		"stale If-Match":     {spec(3), map[string]string{"If-Match": v}},
+		"stale body version": {strings.Replace(spec(3), `{`, `{"version":`+v+`,`, 1), nil},
+	} {
+		code, body := put(t, c.body, c.hdr)
+		if code != 409 || !strings.Contains(string(body), fmt.Sprintf("is at version %d, not version %d", v1, v0)) {
+			t.Fatalf("%s: %d %s", name, code, body)
+		}
+	}
+	if code, body := put(t, spec(3), map[string]string{"If-Match": "abc"}); code != 400 || !strings.Contains(string(body), `"field": "If-Match"`) {
+		t.Fatalf("bad If-Match: %d %s", code, body)
+	}
+	if h := n.handler(t, "occ"); h.Version != v1 || h.Spec.Concurrency != sluice.Fixed(2) {
+		t.Fatalf("a refused apply changed the handler: version %d, %+v", h.Version, h.Spec.Concurrency)
+	}
+	// The version a GET gives back, in the body, is the current one.
+	if code, body := put(t, strings.Replace(spec(4), `{`, fmt.Sprintf(`{"version":%d,`, v1), 1), nil); code != 200 {
+		t.Fatalf("body version: %d %s", code, body)
+	}
+	// Eight at once over the same version: one wins.
+	cur := n.handler(t, "occ").Version
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], _ = put(t, spec(10+i), map[string]string{"If-Match": strconv.FormatInt(cur, 10)})
+		}()
+	}
+	wg.Wait()
+	won, lost := 0, 0
+	winner := -1
+	for i, c := range codes {
+		switch c {
+		case 200:
+			won++
+			winner = i
+		case 409:
+			lost++
+		}
+	}
+	if won != 1 || lost != 7 {
+		t.Fatalf("eight concurrent applies: %v, want one 200 and seven 409", codes)
+	}
+	if h := n.handler(t, "occ"); h.Spec.Concurrency != sluice.Fixed(10+winner) {
+		t.Fatalf("the registry holds %+v, not the winner's %d", h.Spec.Concurrency, 10+winner)
+	}
+	// The CLI shows the conflict and exits 2.
+	file := t.TempDir() + "/occ.json"
+	if err := os.WriteFile(file, []byte(spec(50)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	env := cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+	rc := cli.Run(context.Background(), []string{"handler", "apply", "-f", file, "--if-version", strconv.FormatInt(cur, 10), "--server", n.base}, env)
+	if rc != 2 || !strings.Contains(errOut.String(), fmt.Sprintf("not version %d", cur)) || !strings.Contains(errOut.String(), "is at version") {
+		t.Fatalf("sluice handler apply --if-version (stale): exit %d\nstdout: %s\nstderr: %s", rc, out.String(), errOut.String())
+	}
+	latest := n.handler(t, "occ").Version
+	out.Reset()
+	errOut.Reset()
+	rc = cli.Run(context.Background(), []string{"handler", "apply", "-f", file, "--if-version", strconv.FormatInt(latest, 10), "--server", n.base}, env)
+	if rc != 0 || n.handler(t, "occ").Spec.Concurrency != sluice.Fixed(50) {
+		t.Fatalf("sluice handler apply --if-version (current): exit %d %s", rc, errOut.String())
 	}
 }

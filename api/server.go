@@ -24,7 +24,10 @@ type Backend interface {
 	ListHandlers(ctx context.Context) ([]Handler, error)
 	GetHandler(ctx context.Context, name string) (Handler, error)
 	// ApplyHandler creates or replaces a handler; created reports which.
-	ApplyHandler(ctx context.Context, spec handlers.Spec) (h Handler, created bool, err error)
+	// With ifVersion >= 0 it applies only over that version of the handler
+	// (Handler.Version), else it fails with ErrConflict; AnyVersion applies
+	// whatever is there.
+	ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion int64) (h Handler, created bool, err error)
 	DeleteHandler(ctx context.Context, name string) error
 	SetPaused(ctx context.Context, name string, paused bool) (Handler, error)
 	// Publish writes recs to topic on source's server (Kafka, or a queue).
@@ -51,7 +54,13 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrUnavailable is a node that cannot serve yet (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrConflict is a change made over a version that is no longer the
+	// current one (409).
+	ErrConflict = errors.New("conflict")
 )
+
+// AnyVersion is ApplyHandler's ifVersion for an unconditional apply.
+const AnyVersion = -1
 
 // ServerConfig tunes the API server.
 type ServerConfig struct {
@@ -223,7 +232,7 @@ func backendErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeErr(w, http.StatusNotFound, err)
-	case errors.Is(err, ErrTopicExists):
+	case errors.Is(err, ErrTopicExists), errors.Is(err, ErrConflict):
 		writeErr(w, http.StatusConflict, err)
 	case errors.Is(err, ErrUnavailable):
 		writeErr(w, http.StatusServiceUnavailable, err)
@@ -279,6 +288,11 @@ func (s *server) putHandler(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	body, ifVersion, err := takeVersion(body, r.Header.Get("If-Match"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
 	spec, err := handlers.ParseOne(body)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
@@ -289,7 +303,7 @@ func (s *server) putHandler(w http.ResponseWriter, r *http.Request) {
 			Msg: fmt.Sprintf("%q does not match the name in the URL, %q", spec.Name, name)})
 		return
 	}
-	h, created, err := s.b.ApplyHandler(r.Context(), spec)
+	h, created, err := s.b.ApplyHandler(r.Context(), spec, ifVersion)
 	if err != nil {
 		backendErr(w, err)
 		return

@@ -130,7 +130,7 @@ func (n *Node) GetHandler(ctx context.Context, name string) (api.Handler, error)
 }
 
 // ApplyHandler implements api.Backend.
-func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler, bool, error) {
+func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion int64) (api.Handler, bool, error) {
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return api.Handler{}, false, err
@@ -149,7 +149,24 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 	if err := n.notReady(); err != nil {
 		return api.Handler{}, false, err
 	}
+	// One change to the registry at a time on this node, so that the
+	// version checked below is the one written over.
+	n.regMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			n.regMu.Unlock()
+		}
+	}()
 	old, exists := n.reg.Get(spec.Name)
+	if ifVersion != api.AnyVersion && (!exists || old.Version != ifVersion) {
+		now := "does not exist"
+		if exists {
+			now = fmt.Sprintf("is at version %d", old.Version)
+		}
+		return api.Handler{}, false, fmt.Errorf("handler %q %s, not version %d: it changed since you read it; get it again, merge your change and re-apply: %w",
+			spec.Name, now, ifVersion, api.ErrConflict)
+	}
 	var stored *handlers.Spec
 	if exists {
 		stored = &old.Spec
@@ -164,6 +181,8 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
 	}
 	e, err := n.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
+	n.regMu.Unlock()
+	locked = false
 	if err != nil {
 		return api.Handler{}, false, err
 	}
@@ -193,14 +212,20 @@ func (n *Node) SetPaused(ctx context.Context, name string, paused bool) (api.Han
 	if err := n.notReady(); err != nil {
 		return api.Handler{}, err
 	}
+	n.regMu.Lock()
 	e, ok := n.reg.Get(name)
 	if !ok {
+		n.regMu.Unlock()
 		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
-	if e.Paused != paused {
+	if e.Paused == paused {
+		n.regMu.Unlock()
+	} else {
 		e.Paused = paused
 		var err error
-		if e, err = n.reg.Put(ctx, e); err != nil {
+		e, err = n.reg.Put(ctx, e)
+		n.regMu.Unlock()
+		if err != nil {
 			return api.Handler{}, err
 		}
 		n.sup.reconcile(ctx)

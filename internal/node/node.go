@@ -40,6 +40,11 @@ type Node struct {
 	// Providers are the embedding program's OpenTelemetry providers, if any.
 	Providers metrics.Providers
 
+	// regMu serializes this node's read-check-write changes to the
+	// registry (apply with a version, pause), so that two of them cannot
+	// both pass the check.
+	regMu sync.Mutex
+
 	cfg      Config
 	access   access
 	kafka    kafkaAccess
