@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -575,4 +576,49 @@ func TestApplyOverAStaleVersionIsAConflict(t *testing.T) {
 	if rc != 0 || n.handler(t, "occ").Spec.Concurrency != sluice.Fixed(50) {
 		t.Fatalf("sluice handler apply --if-version (current): exit %d %s", rc, errOut.String())
 	}
+}
+
+// An entry already replayed is not replayed again by id unless forced: a
+// second replay delivers the message twice (issue 11, finding 5).
+func TestReplayByIDOfAnEntryNotDeadIsAConflict(t *testing.T) {
+	n := startNode(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) {
+		if fail.Load() {
+			return 500, nil, 0
+		}
+		return 200, nil, 0
+	})
+	n.apply(t, fmt.Sprintf(`{"name":"twice","topic":"tt","http":{"url":%q},"retry":{"maxAttempts":1}}`, ep.URL))
+	n.publishN(t, "tt", "x", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "twice", "").Total == 1 }, "one dead letter")
+	id := n.dlq(t, "twice", "").Entries[0].ID
+	fail.Store(false)
+	replay := func(body string) (int, []byte) { return n.do(t, "POST", "/v1/handlers/twice/dlq/replay", body) }
+	if code, body := replay(`{"ids":["` + id + `"]}`); code != 200 || !strings.Contains(string(body), `"replayed": 1`) {
+		t.Fatalf("first replay: %d %s", code, body)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { ep.mu.Lock(); defer ep.mu.Unlock(); return ep.ok["x0"] == 1 }, "the replayed message handled")
+	code, body := replay(`{"ids":["` + id + `"]}`)
+	if code != 409 || !strings.Contains(string(body), "is replayed") || !strings.Contains(string(body), "force") {
+		t.Fatalf("second replay: %d %s, want 409", code, body)
+	}
+	// The CLI says so, and exits 2.
+	var out, errOut bytes.Buffer
+	env := cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+	if rc := cli.Run(context.Background(), []string{"dlq", "replay", "twice", id, "--server", n.base}, env); rc != 2 || !strings.Contains(errOut.String(), "is replayed") {
+		t.Fatalf("sluice dlq replay (again): exit %d: %s", rc, errOut.String())
+	}
+	// Nothing more was delivered; forced, it is.
+	ep.mu.Lock()
+	got := ep.ok["x0"]
+	ep.mu.Unlock()
+	if got != 1 {
+		t.Fatalf("refused replays delivered the message: %d successes", got)
+	}
+	if rc := cli.Run(context.Background(), []string{"dlq", "replay", "twice", id, "--force", "--server", n.base}, env); rc != 0 {
+		t.Fatalf("sluice dlq replay --force: exit %d: %s", rc, errOut.String())
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { ep.mu.Lock(); defer ep.mu.Unlock(); return ep.ok["x0"] == 2 }, "the forced replay handled")
 }

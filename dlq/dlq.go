@@ -56,6 +56,10 @@ const maxErrorText = 1024
 // ErrNotFound is returned for an entry id that does not exist.
 var ErrNotFound = errors.New("dead-letter entry not found")
 
+// ErrNotDead is returned by Replay for an entry named by id that was
+// already replayed or discarded, unless the selection forces it.
+var ErrNotDead = errors.New("dead-letter entry is not dead")
+
 // Queue is the dead-letter queue of every handler. Safe for concurrent use.
 type Queue struct {
 	tc     *topics.Client
@@ -412,6 +416,8 @@ func parseID(id string) (int, int64, error) {
 type Selection struct {
 	IDs []string `json:"ids,omitempty"`
 	All bool     `json:"all,omitempty"`
+	// Force lets Replay take entries named by id that are not dead.
+	Force bool `json:"force,omitempty"`
 }
 
 func (q *Queue) resolve(ctx context.Context, handler, topic string, sel Selection) ([]Entry, error) {
@@ -471,6 +477,16 @@ func (q *Queue) ReplayVia(ctx context.Context, handler, dlqTopic string, write f
 	entries, err := q.resolve(ctx, handler, dlqTopic, sel)
 	if err != nil {
 		return 0, err
+	}
+	if !sel.Force {
+		// Replaying an entry twice delivers its message twice: say so
+		// rather than do it, unless asked to.
+		for _, e := range entries {
+			if e.State != StateDead {
+				return 0, fmt.Errorf("%w: entry %s of %s is %s (at %s); nothing was replayed: replay it again with force",
+					ErrNotDead, e.ID, handler, e.State, e.StateChangedAt.Format(time.RFC3339))
+			}
+		}
 	}
 	done := 0
 	for start := 0; start < len(entries); start += replayBatch {

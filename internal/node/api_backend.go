@@ -670,6 +670,8 @@ func asAPIError(err error) error {
 		return &apiError{err, api.ErrNoPartition}
 	case errors.Is(err, dlq.ErrNotFound):
 		return &apiError{err, api.ErrNotFound}
+	case errors.Is(err, dlq.ErrNotDead):
+		return &apiError{err, api.ErrConflict}
 	}
 	return err
 }
