@@ -81,7 +81,7 @@ func (n *node) do(t *testing.T, method, path, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body != "" {
+	if body != "" || method != "GET" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -310,7 +310,7 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{"unknown handler pause", "POST", "/v1/handlers/nope/pause", "", 404, "", "not found"},
 		{"publish bad topic", "POST", "/v1/topics/bad%20topic/messages", `{"messages":[{"value":"x"}]}`, 400, "topic", "not a valid topic"},
 		{"publish no messages", "POST", "/v1/topics/t1/messages", `{"messages":[]}`, 400, "messages", "at least one"},
-		{"publish unknown field", "POST", "/v1/topics/t1/messages", `{"messages":[{"vaule":"x"}]}`, 400, "vaule", "unknown field"},
+		{"publish unknown field", "POST", "/v1/topics/t1/messages", `{"messages":[{"vaule":"x"}]}`, 400, "messages[0].vaule", "unknown field"},
 		{"publish bad base64", "POST", "/v1/topics/t1/messages", `{"messages":[{"valueBase64":"!!"}]}`, 400, "messages[0].valueBase64", "base64"},
 		{"publish oversized", "POST", "/v1/topics/t1/messages", `{"messages":[{"value":"` + strings.Repeat("x", 9<<20) + `"}]}`, 413, "", "over the limit"},
 		{"create existing topic", "POST", "/v1/topics", `{"name":"t1","partitions":3}`, 409, "", "already exists"},

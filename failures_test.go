@@ -416,11 +416,11 @@ func TestFailurePolicyBadInput(t *testing.T) {
 		status                   int
 		field, msg               string
 	}{
-		{"negative backoff", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"retry":{"initialBackoff":"-1s"}}`, 400, "retry.initialBackoff", "must be positive"},
+		{"negative backoff", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"retry":{"initialBackoff":"-1s"}}`, 400, "retry.initialBackoff", "must be between 1ms and 1h"},
 		{"zero attempts", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"retry":{"maxAttempts":0}}`, 400, "retry.maxAttempts", "must not be zero"},
 		{"bad jitter", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"retry":{"jitter":"some"}}`, 400, "retry.jitter", "full or none"},
 		{"ratio over 1", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"breaker":{"failureRatio":1.5}}`, 400, "breaker.failureRatio", "at most 1"},
-		{"negative rate", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"rateLimit":-5}`, 400, "rateLimit", "negative"},
+		{"negative rate", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"rateLimit":-5}`, 400, "rateLimit", "must be 0 (none) or between"},
 		{"dlq is source", "PUT", "/v1/handlers/solid", `{"name":"solid","topic":"bi","http":{"url":"http://x/"},"deadLetter":{"topic":"bi"}}`, 400, "deadLetter.topic", "must differ"},
 		{"replay unknown id", "POST", "/v1/handlers/solid/dlq/replay", `{"ids":["0-999"]}`, 404, "", `"0-999"`},
 		{"replay malformed id", "POST", "/v1/handlers/solid/dlq/replay", `{"ids":["abc"]}`, 404, "", "not an entry id"},

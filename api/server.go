@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,7 +24,10 @@ type Backend interface {
 	ListHandlers(ctx context.Context) ([]Handler, error)
 	GetHandler(ctx context.Context, name string) (Handler, error)
 	// ApplyHandler creates or replaces a handler; created reports which.
-	ApplyHandler(ctx context.Context, spec handlers.Spec) (h Handler, created bool, err error)
+	// With ifVersion >= 0 it applies only over that version of the handler
+	// (Handler.Version), else it fails with ErrConflict; AnyVersion applies
+	// whatever is there.
+	ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion int64) (h Handler, created bool, err error)
 	DeleteHandler(ctx context.Context, name string) error
 	SetPaused(ctx context.Context, name string, paused bool) (Handler, error)
 	// Publish writes recs to topic on source's server (Kafka, or a queue).
@@ -52,7 +54,13 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrUnavailable is a node that cannot serve yet (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrConflict is a change made over a version that is no longer the
+	// current one (409).
+	ErrConflict = errors.New("conflict")
 )
+
+// AnyVersion is ApplyHandler's ifVersion for an unconditional apply.
+const AnyVersion = -1
 
 // ServerConfig tunes the API server.
 type ServerConfig struct {
@@ -75,6 +83,10 @@ type ServerConfig struct {
 	Auth *Auth
 	// MetricsNeedToken requires a token (any role) on /metrics.
 	MetricsNeedToken bool
+	// AllowedHosts are the names (besides IP addresses and localhost) a
+	// request's Host header may carry: "name", "*.domain" or "*" for any.
+	// Others get 421 (see browser.go).
+	AllowedHosts []string
 }
 
 // DefaultMaxPublishBytes bounds a publish request body unless configured.
@@ -142,6 +154,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusInternalServerError, fmt.Errorf("internal error"))
 		}
 	}()
+	if !s.browserCheck(w, r) {
+		return
+	}
 	if s.cfg.Auth != nil && (strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics" && s.cfg.MetricsNeedToken) {
 		var ok bool
 		if r, ok = s.cfg.Auth.authenticate(w, r); !ok {
@@ -217,7 +232,7 @@ func backendErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeErr(w, http.StatusNotFound, err)
-	case errors.Is(err, ErrTopicExists):
+	case errors.Is(err, ErrTopicExists), errors.Is(err, ErrConflict):
 		writeErr(w, http.StatusConflict, err)
 	case errors.Is(err, ErrUnavailable):
 		writeErr(w, http.StatusServiceUnavailable, err)
@@ -273,6 +288,11 @@ func (s *server) putHandler(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	body, ifVersion, err := takeVersion(body, r.Header.Get("If-Match"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
 	spec, err := handlers.ParseOne(body)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
@@ -283,7 +303,7 @@ func (s *server) putHandler(w http.ResponseWriter, r *http.Request) {
 			Msg: fmt.Sprintf("%q does not match the name in the URL, %q", spec.Name, name)})
 		return
 	}
-	h, created, err := s.b.ApplyHandler(r.Context(), spec)
+	h, created, err := s.b.ApplyHandler(r.Context(), spec, ifVersion)
 	if err != nil {
 		backendErr(w, err)
 		return
@@ -379,32 +399,21 @@ func (s *server) publish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req PublishRequest
-	if err := strictJSON(body, &req); err != nil {
+	recs, err := decodePublish(body)
+	if errors.Is(err, errTooManyMessages) {
+		writeErr(w, http.StatusRequestEntityTooLarge, err)
+		return
+	}
+	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	if len(req.Messages) == 0 {
-		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "messages", Msg: "at least one message is required"})
-		return
-	}
-	recs := make([]Record, len(req.Messages))
-	for i, m := range req.Messages {
-		rec, err := toRecord(m)
-		if err != nil {
-			var fe *handlers.FieldError
-			if errors.As(err, &fe) {
-				fe.Field = fmt.Sprintf("messages[%d].%s", i, fe.Field)
-			}
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
+	for i, rec := range recs {
 		if source.IsQueue() && rec.Partition >= 0 {
 			writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: fmt.Sprintf("messages[%d].partition", i),
 				Msg: fmt.Sprintf("a %s queue has no partitions", source)})
 			return
 		}
-		recs[i] = rec
 	}
 	res, err := s.b.Publish(r.Context(), source, topic, recs)
 	if err != nil {
@@ -459,12 +468,9 @@ func toRecord(m PublishMessage) (Record, error) {
 
 // readBody reads at most limit bytes, answering 413 past it.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !(strings.Contains(mt, "json") || strings.Contains(mt, "yaml") || mt == "text/plain") {
-			writeErr(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json or application/yaml", ct))
-			return nil, false
-		}
+	if ct := r.Header.Get("Content-Type"); !apiMediaType(ct) {
+		writeErr(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json or application/yaml", ct))
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {

@@ -120,6 +120,9 @@ type DeadLetterFilter struct {
 type Selection struct {
 	IDs []string `json:"ids,omitempty"`
 	All bool     `json:"all,omitempty"`
+	// Force replays entries named by id that are not dead (already
+	// replayed or discarded); without it they are a conflict (409).
+	Force bool `json:"force,omitempty"`
 }
 
 // Record is one message to publish, decoded from a PublishMessage.

@@ -93,6 +93,25 @@ func (c *Client) ApplyHandler(ctx context.Context, spec handlers.Spec) (h api.Ha
 	return h, status == http.StatusCreated, nil
 }
 
+// ApplyHandlerIf is ApplyHandler over version (a Handler.Version read
+// before): if the handler has changed since, or does not exist, nothing is
+// applied and the error is a 409 (*APIError) that says what the version is
+// now.
+func (c *Client) ApplyHandlerIf(ctx context.Context, spec handlers.Spec, version int64) (h api.Handler, created bool, err error) {
+	if spec.Name == "" {
+		return h, false, errors.New("applying handler: the spec has no name")
+	}
+	body := struct {
+		handlers.Spec
+		Version int64 `json:"version"`
+	}{spec, version}
+	status, err := c.do(ctx, http.MethodPut, handlerPath(spec.Name), body, &h)
+	if err != nil {
+		return h, false, err
+	}
+	return h, status == http.StatusCreated, nil
+}
+
 // ListHandlers returns every registered handler.
 func (c *Client) ListHandlers(ctx context.Context) ([]api.Handler, error) {
 	var l api.HandlerList
@@ -300,7 +319,9 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if body != nil {
+	if body != nil || method != http.MethodGet && method != http.MethodHead {
+		// The node refuses a change without it (a browser's cross-site
+		// request cannot send it).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	injectTrace(ctx, req.Header)

@@ -119,7 +119,7 @@ func TestDeadLetterCalls(t *testing.T) {
 		{Method: "GET", Path: "/v1/handlers/orders/dlq/0-7"},
 		{Method: "POST", Path: "/v1/handlers/orders/dlq/replay", Body: `{"ids":["0-7","1-2"]}`, ContentType: "application/json"},
 		{Method: "POST", Path: "/v1/handlers/orders/dlq/purge", Body: `{"all":true}`, ContentType: "application/json"},
-		{Method: "DELETE", Path: "/v1/handlers/orders/dlq/0-7"},
+		{Method: "DELETE", Path: "/v1/handlers/orders/dlq/0-7", ContentType: "application/json"},
 		{Method: "GET", Path: "/v1/handlers/orders/dlq/0-9"},
 	}
 	if got := f.requests(); !reflect.DeepEqual(got, want) {

@@ -6,6 +6,7 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -54,11 +56,17 @@ const maxErrorText = 1024
 // ErrNotFound is returned for an entry id that does not exist.
 var ErrNotFound = errors.New("dead-letter entry not found")
 
+// ErrNotDead is returned by Replay for an entry named by id that was
+// already replayed or discarded, unless the selection forces it.
+var ErrNotDead = errors.New("dead-letter entry is not dead")
+
 // Queue is the dead-letter queue of every handler. Safe for concurrent use.
 type Queue struct {
 	tc     *topics.Client
 	states *ktable.Table
 	log    *slog.Logger
+	// invalid counts skipped state records.
+	invalid atomic.Uint64
 	// ScanLimit bounds how many of the newest records per partition a
 	// listing reads. Default 20,000.
 	ScanLimit int64
@@ -71,13 +79,45 @@ func New(tc *topics.Client, brokers []string, dialer *kafka.Dialer, log *slog.Lo
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Queue{
-		tc:        tc,
-		states:    ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Topic: StateTopic, Logger: log}),
-		log:       log,
-		ScanLimit: 20000,
-	}
+	q := &Queue{tc: tc, log: log, ScanLimit: 20000}
+	q.states = ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Topic: StateTopic, Logger: log,
+		Decode: q.checkState})
+	return q
 }
+
+// checkState admits a state record only if its key names an entry
+// ("<handler>/<partition>-<offset>") and its value is a known state: the
+// topic is writable by anyone with a Kafka client, and a record that is
+// not one of ours must not change what an entry is. A skipped record is
+// logged once (each is read once per node) and counted.
+func (q *Queue) checkState(key string, value []byte, offset int64) bool {
+	handler, id, _ := strings.Cut(key, "/")
+	err := handlers.ValidateName(handler)
+	if err == nil {
+		_, _, err = parseID(id)
+	}
+	if err == nil && value != nil {
+		var st stateRecord
+		dec := json.NewDecoder(bytes.NewReader(value))
+		dec.DisallowUnknownFields()
+		switch err = dec.Decode(&st); {
+		case err != nil:
+		case st.State != StateDead && st.State != StateReplayed && st.State != StateDiscarded:
+			err = fmt.Errorf("unknown state %q", st.State)
+		case st.At.IsZero():
+			err = errors.New("no time")
+		}
+	}
+	if err != nil {
+		q.invalid.Add(1)
+		q.log.Error("skipping invalid dead-letter state record", "offset", offset, "key", key, "err", err)
+		return false
+	}
+	return true
+}
+
+// InvalidStates counts the state records this node skipped as invalid.
+func (q *Queue) InvalidStates() uint64 { return q.invalid.Load() }
 
 // Run tails the entry states until ctx is done.
 func (q *Queue) Run(ctx context.Context) error { return q.states.Run(ctx) }
@@ -376,6 +416,8 @@ func parseID(id string) (int, int64, error) {
 type Selection struct {
 	IDs []string `json:"ids,omitempty"`
 	All bool     `json:"all,omitempty"`
+	// Force lets Replay take entries named by id that are not dead.
+	Force bool `json:"force,omitempty"`
 }
 
 func (q *Queue) resolve(ctx context.Context, handler, topic string, sel Selection) ([]Entry, error) {
@@ -435,6 +477,16 @@ func (q *Queue) ReplayVia(ctx context.Context, handler, dlqTopic string, write f
 	entries, err := q.resolve(ctx, handler, dlqTopic, sel)
 	if err != nil {
 		return 0, err
+	}
+	if !sel.Force {
+		// Replaying an entry twice delivers its message twice: say so
+		// rather than do it, unless asked to.
+		for _, e := range entries {
+			if e.State != StateDead {
+				return 0, fmt.Errorf("%w: entry %s of %s is %s (at %s); nothing was replayed: replay it again with force",
+					ErrNotDead, e.ID, handler, e.State, e.StateChangedAt.Format(time.RFC3339))
+			}
+		}
 	}
 	done := 0
 	for start := 0; start < len(entries); start += replayBatch {

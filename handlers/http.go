@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -120,7 +121,13 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return &TimeoutError{}
 		}
-		return fmt.Errorf("POST %s: %w", h.url, err)
+		// The client's *url.Error repeats the URL (its password as ***):
+		// name it once, with the password as (set).
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("POST %s: %w", RedactURL(h.url), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {

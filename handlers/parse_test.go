@@ -114,8 +114,8 @@ func TestScalingDefaultsAndBounds(t *testing.T) {
 	for in, want := range map[string]string{
 		"{minNodes: 5, maxNodes: 2}": "scaling.minNodes: must be at most scaling.maxNodes (2), got 5",
 		"{maxAge: 0s}":               "scaling.maxAge: must not be zero",
-		"{maxAge: -5s}":              "scaling.maxAge: must be at least 1s, got -5s",
-		"{maxAge: 10ms}":             "scaling.maxAge: must be at least 1s, got 10ms",
+		"{maxAge: -5s}":              "scaling.maxAge: must be between 1s and 24h, got -5s",
+		"{maxAge: 10ms}":             "scaling.maxAge: must be between 1s and 24h, got 10ms",
 		"{maxNodes: 5000}":           "scaling.maxNodes: must be between 1 and 1000, got 5000",
 		"{minNodes: -1}":             "scaling.minNodes: must not be negative, got -1",
 		"{nodes: 3}":                 "scaling.nodes: unknown field",

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -141,21 +142,43 @@ func (s *Spec) normalizePolicy() {
 	}
 }
 
-func (s *Spec) validatePolicy() error {
-	if s.Timeout < 0 {
-		return &FieldError{Field: "timeout", Msg: "must not be negative"}
+// Bounds of a spec's durations, sizes and rates (docs/configuration.md
+// lists them): each is a 400 naming the field past them.
+const (
+	MinTimeout          = time.Millisecond
+	MaxTimeout          = 15 * time.Minute
+	MaxBackoff          = time.Hour
+	MaxRetryDelay       = 24 * time.Hour
+	MaxBreakerDuration  = time.Hour
+	MaxBreakerRequests  = 1_000_000
+	MaxMaxInFlightBytes = 1 << 30
+	MinRateLimit        = 0.001
+	MaxRateLimit        = 1_000_000
+)
+
+// durationIn checks lo <= d <= hi.
+func durationIn(field string, d Duration, lo, hi time.Duration) error {
+	if d.D() < lo || d.D() > hi {
+		return &FieldError{Field: field, Msg: fmt.Sprintf("must be between %s and %s, got %s", lo, hi, d.D())}
 	}
-	if s.Timeout.D() > 15*time.Minute {
-		return &FieldError{Field: "timeout", Msg: fmt.Sprintf("must be at most 15m, got %s", s.Timeout.D())}
+	return nil
+}
+
+func (s *Spec) validatePolicy() error {
+	if err := durationIn("timeout", s.Timeout, MinTimeout, MaxTimeout); err != nil {
+		return err
+	}
+	if s.MaxInFlightBytes > MaxMaxInFlightBytes {
+		return &FieldError{Field: "maxInFlightBytes", Msg: fmt.Sprintf("must be at most %d (1 GiB), got %d", MaxMaxInFlightBytes, s.MaxInFlightBytes)}
 	}
 	r := s.Retry
 	switch {
 	case r.MaxAttempts < 1 || r.MaxAttempts > 1000:
 		return &FieldError{Field: "retry.maxAttempts", Msg: fmt.Sprintf("must be between 1 and 1000, got %d", r.MaxAttempts)}
-	case r.InitialBackoff <= 0:
-		return &FieldError{Field: "retry.initialBackoff", Msg: "must be positive"}
-	case r.MaxBackoff <= 0:
-		return &FieldError{Field: "retry.maxBackoff", Msg: "must be positive"}
+	case durationIn("retry.initialBackoff", r.InitialBackoff, time.Millisecond, MaxBackoff) != nil:
+		return durationIn("retry.initialBackoff", r.InitialBackoff, time.Millisecond, MaxBackoff)
+	case durationIn("retry.maxBackoff", r.MaxBackoff, time.Millisecond, MaxBackoff) != nil:
+		return durationIn("retry.maxBackoff", r.MaxBackoff, time.Millisecond, MaxBackoff)
 	case r.MaxBackoff < r.InitialBackoff:
 		return &FieldError{Field: "retry.maxBackoff", Msg: fmt.Sprintf("must be at least retry.initialBackoff (%s)", r.InitialBackoff.D())}
 	case r.Multiplier < 1 || r.Multiplier > 100:
@@ -172,26 +195,34 @@ func (s *Spec) validatePolicy() error {
 		return &FieldError{Field: "retry.delays", Msg: "at most 10 delay topics"}
 	}
 	for i, d := range r.Delays {
-		if d < Duration(time.Second) {
-			return &FieldError{Field: fmt.Sprintf("retry.delays[%d]", i), Msg: "must be at least 1s"}
+		if err := durationIn(fmt.Sprintf("retry.delays[%d]", i), d, time.Second, MaxRetryDelay); err != nil {
+			return err
 		}
 	}
 	b := s.Breaker
 	switch {
 	case b.FailureRatio <= 0 || b.FailureRatio > 1:
 		return &FieldError{Field: "breaker.failureRatio", Msg: fmt.Sprintf("must be above 0 and at most 1, got %g", b.FailureRatio)}
-	case b.MinRequests < 1:
-		return &FieldError{Field: "breaker.minRequests", Msg: fmt.Sprintf("must be at least 1, got %d", b.MinRequests)}
-	case b.OpenFor <= 0:
-		return &FieldError{Field: "breaker.openFor", Msg: "must be positive"}
-	case b.Window <= 0:
-		return &FieldError{Field: "breaker.window", Msg: "must be positive"}
+	case b.MinRequests < 1 || b.MinRequests > MaxBreakerRequests:
+		return &FieldError{Field: "breaker.minRequests", Msg: fmt.Sprintf("must be between 1 and %d, got %d", MaxBreakerRequests, b.MinRequests)}
+	case durationIn("breaker.openFor", b.OpenFor, time.Millisecond, MaxBreakerDuration) != nil:
+		return durationIn("breaker.openFor", b.OpenFor, time.Millisecond, MaxBreakerDuration)
+	case durationIn("breaker.window", b.Window, time.Millisecond, MaxBreakerDuration) != nil:
+		return durationIn("breaker.window", b.Window, time.Millisecond, MaxBreakerDuration)
 	}
-	if s.RateLimit < 0 {
-		return &FieldError{Field: "rateLimit", Msg: fmt.Sprintf("must not be negative, got %g", s.RateLimit)}
+	if s.RateLimit != 0 && !(s.RateLimit >= MinRateLimit && s.RateLimit <= MaxRateLimit) {
+		// 0 is none; NaN and negatives fail the test too.
+		return &FieldError{Field: "rateLimit", Msg: fmt.Sprintf("must be 0 (none) or between %g and %g per second, got %g", MinRateLimit, float64(MaxRateLimit), s.RateLimit)}
 	}
 	if err := ValidateTopic("deadLetter.topic", s.DeadLetter.Topic); err != nil {
 		return err
+	}
+	if strings.HasPrefix(s.DeadLetter.Topic, "__") {
+		// Sluice's own topics (the registry, the dead-letter states, every
+		// handler's replay and delay topics) are not a place to write to:
+		// a dead letter there would be read back as state or replayed in
+		// a loop.
+		return &FieldError{Field: "deadLetter.topic", Msg: fmt.Sprintf("%q is an internal topic: names starting with __ belong to Sluice", s.DeadLetter.Topic)}
 	}
 	if s.DeadLetter.Topic == s.Topic {
 		return &FieldError{Field: "deadLetter.topic", Msg: "must differ from the handler's topic"}

@@ -63,8 +63,8 @@ func (s *Spec) normalizeScaling() {
 func (s *Spec) validateScaling() error {
 	sc := s.Scaling
 	switch {
-	case sc.MaxAge.D() < MinScalingMaxAge:
-		return &FieldError{Field: "scaling.maxAge", Msg: fmt.Sprintf("must be at least %s, got %s", MinScalingMaxAge, sc.MaxAge.D())}
+	case sc.MaxAge.D() < MinScalingMaxAge || sc.MaxAge.D() > 24*time.Hour:
+		return &FieldError{Field: "scaling.maxAge", Msg: fmt.Sprintf("must be between %s and 24h, got %s", MinScalingMaxAge, sc.MaxAge.D())}
 	case *sc.MinNodes < 0:
 		return &FieldError{Field: "scaling.minNodes", Msg: fmt.Sprintf("must not be negative, got %d", *sc.MinNodes)}
 	case sc.MaxNodes < 1 || sc.MaxNodes > MaxScalingNodes:

@@ -202,8 +202,10 @@ func (s *Spec) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return &FieldError{Field: "http.url", Msg: fmt.Sprintf("must be an absolute http(s) URL, got %q", s.HTTP.URL)}
 		}
-		if s.HTTP.Timeout < 0 || s.HTTP.Timeout.D() > 15*time.Minute {
-			return &FieldError{Field: "http.timeout", Msg: fmt.Sprintf("must be between 0 and 15m, got %s", s.HTTP.Timeout.D())}
+		if s.HTTP.Timeout != 0 {
+			if err := durationIn("http.timeout", s.HTTP.Timeout, MinTimeout, MaxTimeout); err != nil {
+				return err
+			}
 		}
 		for k := range s.HTTP.Headers {
 			if !validHeaderName(k) {

@@ -274,3 +274,25 @@ func (h headerCarrier) Keys() []string {
 }
 
 var _ propagation.TextMapCarrier = headerCarrier{}
+
+// InvalidRecordsName counts state records (registry, dead-letter states)
+// a node skipped because they were unreadable or invalid.
+const InvalidRecordsName = "sluice.state.invalid_records"
+
+// ObserveInvalidRecords reports, for each state topic in counts, how many of
+// its records this node skipped as invalid. An invalid record is never run
+// or applied; alert on any increase (someone wrote to the topic directly).
+func ObserveInvalidRecords(t *Telemetry, counts map[string]func() uint64) error {
+	c, err := t.Meter.Int64ObservableCounter(InvalidRecordsName, metric.WithUnit("{record}"),
+		metric.WithDescription("State records (handler registry, dead-letter states) skipped as unreadable or invalid."))
+	if err != nil {
+		return err
+	}
+	_, err = t.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for topic, n := range counts {
+			o.ObserveInt64(c, int64(n()), metric.WithAttributes(attribute.String("messaging.destination.name", topic)))
+		}
+		return nil
+	}, c)
+	return err
+}

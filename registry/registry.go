@@ -9,8 +9,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -51,6 +53,8 @@ type Registry struct {
 	t   *ktable.Table
 	log *slog.Logger
 
+	invalid atomic.Uint64
+
 	mu      sync.Mutex
 	entries map[string]Entry
 }
@@ -79,17 +83,37 @@ func (r *Registry) decode(name string, value []byte, offset int64) bool {
 		return true
 	}
 	var e Entry
-	if err := json.Unmarshal(value, &e); err != nil || e.Spec.Name != name {
-		r.log.Error("skipping unreadable registry record", "offset", offset, "key", name, "err", err)
-		return false
+	if err := json.Unmarshal(value, &e); err != nil {
+		return r.reject(name, offset, err)
+	}
+	if e.Spec.Name != name {
+		return r.reject(name, offset, fmt.Errorf("the spec's name %q is not the record's key", e.Spec.Name))
 	}
 	// Entries written by an older version lack newer fields: fill in
-	// their defaults, as a fresh apply would.
+	// their defaults, as a fresh apply would. Then the record is held to
+	// what the API holds a spec to: the topic is writable by anyone with
+	// a Kafka client, and an unchecked spec must never run.
 	e.Spec.Normalize()
+	if err := e.Spec.Validate(); err != nil {
+		return r.reject(name, offset, err)
+	}
 	e.Version = offset
 	r.entries[name] = e
 	return true
 }
+
+// reject skips an invalid record: the handler keeps its last valid entry
+// (or stays absent). Each record is read once per node, so it is logged
+// once.
+func (r *Registry) reject(name string, offset int64, err error) bool {
+	r.invalid.Add(1)
+	r.log.Error("skipping invalid registry record: it will not run", "offset", offset, "key", name, "err", err)
+	return false
+}
+
+// Invalid counts the registry records this node skipped as unreadable or
+// invalid.
+func (r *Registry) Invalid() uint64 { return r.invalid.Load() }
 
 // Run tails the registry topic until ctx is done; see ktable.Table.Run.
 func (r *Registry) Run(ctx context.Context) error { return r.t.Run(ctx) }

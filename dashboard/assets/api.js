@@ -26,10 +26,10 @@ export function onUnauthorized(fn) {
 export async function api(method, path, body, signal) {
   const init = { method, signal, cache: "no-store", headers: { Accept: "application/json" } };
   if (token()) init.headers.Authorization = `Bearer ${token()}`;
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+  // The node refuses a change without this type: a cross-site form or
+  // fetch cannot send it without the node's consent.
+  if (method !== "GET") init.headers["Content-Type"] = "application/json";
+  if (body !== undefined) init.body = JSON.stringify(body);
   let res;
   try {
     res = await fetch(path, init);

@@ -47,7 +47,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	orders := newEndpoint(t)
 	payments := newEndpoint(t)
 	payments.fail.Store(true) // 400: permanent, dead-lettered at once
-	n.apply(t, fmt.Sprintf(`{"name":"orders","topic":"orders","http":{"url":%q},"concurrency":8}`, orders.URL))
+	// The handler's header value and URL password are write-only: the
+	// dashboard shows (set).
+	ordersURL := strings.Replace(orders.URL, "http://", "http://ops:dash-hunter2@", 1)
+	n.apply(t, fmt.Sprintf(`{"name":"orders","topic":"orders","http":{"url":%q,"headers":{"Authorization":"Bearer dash-s3cret"}},"concurrency":8}`, ordersURL))
 	n.apply(t, fmt.Sprintf(`{"name":"payments","topic":"payments","http":{"url":%q}}`, payments.URL))
 
 	b := startBrowser(t, n.base)
@@ -80,6 +83,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Run("pause and resume from the handler page", func(t *testing.T) {
 		b.click(t, "handler-link-orders") // client-side navigation
 		b.waitFor(t, 10*time.Second, `location.pathname === "/handlers/orders" && document.querySelector("main").dataset.loaded === "handler"`, "the handler page")
+		b.waitFor(t, 10*time.Second, `document.querySelector('[data-testid="handler-spec"]').textContent.includes('"url"')`, "the spec")
+		spec := b.text(t, "handler-spec")
+		if !strings.Contains(spec, `"Authorization": "(set)"`) || !strings.Contains(spec, "ops:(set)@") ||
+			strings.Contains(spec, "dash-s3cret") || strings.Contains(spec, "dash-hunter2") {
+			t.Fatalf("the handler page shows the spec's secrets, or not (set):\n%s", spec)
+		}
 		b.waitFor(t, 10*time.Second, `!document.querySelector('[data-testid="pause-button"]').disabled`, "an enabled Pause button")
 		b.click(t, "pause-button")
 		b.waitFor(t, 10*time.Second, b.stateIs("handler-state", "paused"), "the handler page to show paused")
@@ -491,7 +500,7 @@ func (n *node) do(method, path, body string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if body != "" {
+	if body != "" || method != "GET" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if n.token != "" {

@@ -334,6 +334,10 @@ func newDLQActionCmd(env Env, conn *apiConn, verb string) *cobra.Command {
 	}
 	out := addOutputFlag(cmd)
 	cmd.Flags().BoolVar(&all, "all", false, allHelp)
+	var force bool
+	if verb == "replay" {
+		cmd.Flags().BoolVar(&force, "force", false, "replay entries named by ID even if they were already replayed or discarded")
+	}
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		name, ids := args[0], args[1:]
 		if err := handlers.ValidateName(name); err != nil {
@@ -354,7 +358,7 @@ func newDLQActionCmd(env Env, conn *apiConn, verb string) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		sel := api.Selection{IDs: ids, All: all}
+		sel := api.Selection{IDs: ids, All: all, Force: force}
 		var (
 			n      int
 			result any

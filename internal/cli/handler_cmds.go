@@ -40,14 +40,19 @@ A file may hold several YAML documents separated by "---". Every spec is
 checked before any is sent, so a file with a mistake changes nothing.
 Applying the same file again is harmless.`,
 		Example: `  sluice handler apply -f orders.yaml
-  cat *.yaml | sluice handler apply -f -`,
+  cat *.yaml | sluice handler apply -f -
+  sluice handler apply -f orders.yaml --if-version 57   # 409 if someone changed it since version 57`,
 		Args: exactArgs(),
 	}
 	out := addOutputFlag(cmd)
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "spec `file`; - reads stdin; repeat for several files")
+	ifVersion := cmd.Flags().Int64("if-version", -1, "apply only over this `version` of the handler (from handler get); a newer one is a conflict (exit 2)")
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
 		if len(files) == 0 {
 			return usageErr(c, "-f FILE is required")
+		}
+		if c.Flags().Changed("if-version") && *ifVersion < 0 {
+			return usageErr(c, "--if-version must not be negative, got %d", *ifVersion)
 		}
 		var specs []handlers.Spec
 		for _, f := range files {
@@ -57,13 +62,22 @@ Applying the same file again is harmless.`,
 			}
 			specs = append(specs, s...)
 		}
+		if *ifVersion >= 0 && len(specs) != 1 {
+			return usageErr(c, "--if-version needs exactly one spec, got %d", len(specs))
+		}
 		cl, err := conn.client()
 		if err != nil {
 			return err
 		}
 		applied := api.HandlerList{Handlers: []api.Handler{}}
 		for _, s := range specs {
-			h, created, err := cl.ApplyHandler(c.Context(), s)
+			var h api.Handler
+			var created bool
+			if *ifVersion >= 0 {
+				h, created, err = cl.ApplyHandlerIf(c.Context(), s, *ifVersion)
+			} else {
+				h, created, err = cl.ApplyHandler(c.Context(), s)
+			}
 			if err != nil {
 				return fail("applying handler/"+s.Name, err)
 			}

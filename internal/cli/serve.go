@@ -116,6 +116,7 @@ var keyUsage = map[string]string{
 	"api.tls.keyFile":           "the key of --api-tls-cert-file (PEM)",
 	"api.tokensFile":            "a YAML file listing API tokens ({name, role, token | tokenSHA256})",
 	"api.metrics":               "/metrics access: open, or token (any valid token)",
+	"api.allowedHosts":          "comma-separated host names the API answers to besides IPs and localhost (name, *.domain, or *)",
 	"kafka.tls.enabled":         "use TLS to --brokers, trusting the system's CAs unless --kafka-tls-ca-file",
 	"kafka.tls.caFile":          "the CAs (PEM) that sign the brokers' certificates",
 	"kafka.tls.certFile":        "client certificate (PEM) for mTLS to --brokers",

@@ -34,7 +34,7 @@ import (
 var _ api.Backend = (*Node)(nil)
 
 func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
-	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec, Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
+	h := api.Handler{Name: e.Spec.Name, Spec: e.Spec.Redacted(), Paused: e.Paused, Version: e.Version, UpdatedAt: e.UpdatedAt}
 	st := &api.HandlerStatus{}
 	state, rs := n.handlerState(e.Spec, e.Paused)
 	st.State = state
@@ -130,7 +130,7 @@ func (n *Node) GetHandler(ctx context.Context, name string) (api.Handler, error)
 }
 
 // ApplyHandler implements api.Backend.
-func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handler, bool, error) {
+func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion int64) (api.Handler, bool, error) {
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return api.Handler{}, false, err
@@ -149,7 +149,31 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 	if err := n.notReady(); err != nil {
 		return api.Handler{}, false, err
 	}
+	// One change to the registry at a time on this node, so that the
+	// version checked below is the one written over.
+	n.regMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			n.regMu.Unlock()
+		}
+	}()
 	old, exists := n.reg.Get(spec.Name)
+	if ifVersion != api.AnyVersion && (!exists || old.Version != ifVersion) {
+		now := "does not exist"
+		if exists {
+			now = fmt.Sprintf("is at version %d", old.Version)
+		}
+		return api.Handler{}, false, fmt.Errorf("handler %q %s, not version %d: it changed since you read it; get it again, merge your change and re-apply: %w",
+			spec.Name, now, ifVersion, api.ErrConflict)
+	}
+	var stored *handlers.Spec
+	if exists {
+		stored = &old.Spec
+	}
+	if err := spec.KeepSecrets(stored); err != nil {
+		return api.Handler{}, false, err
+	}
 	if exists && reflect.DeepEqual(old.Spec, spec) {
 		return n.view(ctx, old), false, nil
 	}
@@ -165,6 +189,8 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec) (api.Handle
 		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
 	}
 	e, err := n.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
+	n.regMu.Unlock()
+	locked = false
 	if err != nil {
 		return api.Handler{}, false, err
 	}
@@ -194,14 +220,20 @@ func (n *Node) SetPaused(ctx context.Context, name string, paused bool) (api.Han
 	if err := n.notReady(); err != nil {
 		return api.Handler{}, err
 	}
+	n.regMu.Lock()
 	e, ok := n.reg.Get(name)
 	if !ok {
+		n.regMu.Unlock()
 		return api.Handler{}, fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
 	}
-	if e.Paused != paused {
+	if e.Paused == paused {
+		n.regMu.Unlock()
+	} else {
 		e.Paused = paused
 		var err error
-		if e, err = n.reg.Put(ctx, e); err != nil {
+		e, err = n.reg.Put(ctx, e)
+		n.regMu.Unlock()
+		if err != nil {
 			return api.Handler{}, err
 		}
 		n.sup.reconcile(ctx)
@@ -382,7 +414,7 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 		h := api.HandlerOverview{Name: t.Spec.Name, Source: string(t.Spec.SourceKind()), Topic: t.Spec.Topic, Paused: t.Paused, BreakerState: "closed",
 			ConcurrencyLimit: t.Spec.Concurrency.Max}
 		if t.Spec.HTTP != nil {
-			h.Invoker = t.Spec.HTTP.URL
+			h.Invoker = handlers.RedactURL(t.Spec.HTTP.URL)
 		} else {
 			h.Invoker = "go"
 		}
@@ -646,6 +678,8 @@ func asAPIError(err error) error {
 		return &apiError{err, api.ErrNoPartition}
 	case errors.Is(err, dlq.ErrNotFound):
 		return &apiError{err, api.ErrNotFound}
+	case errors.Is(err, dlq.ErrNotDead):
+		return &apiError{err, api.ErrConflict}
 	}
 	return err
 }

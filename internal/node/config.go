@@ -127,6 +127,10 @@ type APIConfig struct {
 	// Metrics is "open" (default: /metrics needs no token) or "token"
 	// (any valid token, viewer and up).
 	Metrics string `yaml:"metrics"`
+	// AllowedHosts are the names a request's Host header may carry besides
+	// IP addresses, localhost and httpAddr's host: "name", "*.domain", or
+	// "*" for any. Others get 421, which stops DNS rebinding. Default none.
+	AllowedHosts []string `yaml:"allowedHosts"`
 }
 
 // ServerTLS names a listener's certificate and key (PEM files).
@@ -396,6 +400,12 @@ func (a APIConfig) validate() error {
 	case MetricsOpen, MetricsToken:
 	default:
 		return fmt.Errorf("api.metrics: want open or token, got %q", a.Metrics)
+	}
+	for i, h := range a.AllowedHosts {
+		name := strings.TrimPrefix(h, "*.")
+		if h != "*" && (name == "" || strings.ContainsAny(name, "*/:@ ") || strings.Contains(name, "..")) {
+			return fmt.Errorf("api.allowedHosts[%d]: %q is not a host name: use name, *.domain or *", i, h)
+		}
 	}
 	return validateTokens("api.tokens", a.Tokens)
 }

@@ -40,6 +40,11 @@ type Node struct {
 	// Providers are the embedding program's OpenTelemetry providers, if any.
 	Providers metrics.Providers
 
+	// regMu serializes this node's read-check-write changes to the
+	// registry (apply with a version, pause), so that two of them cannot
+	// both pass the check.
+	regMu sync.Mutex
+
 	cfg      Config
 	access   access
 	kafka    kafkaAccess
@@ -296,6 +301,11 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 		return fmt.Errorf("creating instruments: %w", err)
 	}
 	n.instr = instr
+	if err := metrics.ObserveInvalidRecords(tel, map[string]func() uint64{
+		registry.Topic: reg.Invalid, dlq.StateTopic: dq.InvalidStates,
+	}); err != nil {
+		return fmt.Errorf("creating instruments: %w", err)
+	}
 	return nil
 }
 
@@ -306,6 +316,7 @@ func (n *Node) serveAPI(ln net.Listener, tel *metrics.Telemetry, wg *sync.WaitGr
 			MaxPublishBytes: n.cfg.MaxPublishBytes, Logger: n.log, Propagator: tel.Propagator,
 			Metrics: tel.MetricsHandler, UI: dashboard.Handler(),
 			Auth: n.access.auth, MetricsNeedToken: n.cfg.API.Metrics == MetricsToken,
+			AllowedHosts: n.allowedHosts(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         n.access.tls,
@@ -351,6 +362,16 @@ func (n *Node) targets() []metrics.Target {
 	out := make([]metrics.Target, len(es))
 	for i, e := range es {
 		out[i] = metrics.Target{Spec: e.Spec, Paused: e.Paused, Runner: n.sup.runner(e.Spec.Name)}
+	}
+	return out
+}
+
+// allowedHosts are the names the API answers to: api.allowedHosts and
+// httpAddr's host when it is a name.
+func (n *Node) allowedHosts() []string {
+	out := append([]string(nil), n.cfg.API.AllowedHosts...)
+	if h, _, err := net.SplitHostPort(n.cfg.HTTPAddr); err == nil && h != "" && net.ParseIP(h) == nil {
+		out = append(out, h)
 	}
 	return out
 }
