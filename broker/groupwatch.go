@@ -168,7 +168,11 @@ func (w *groupWatch) silent(group string, members []kmsg.DescribeGroupsResponseG
 		live[dm.MemberID] = true
 		m := w.seen[group][dm.MemberID]
 		if m == nil {
-			w.member(group, dm.MemberID, now)
+			// A member whose join the watch did not see with an id (a
+			// static member's or an old client's first join) may be
+			// waiting in it: give it a long rebalance timeout from now.
+			m = w.member(group, dm.MemberID, now)
+			m.joined, m.rebalance = now, unknownSession
 			continue
 		}
 		if now.Sub(m.last) > m.session+watchGrace && now.Sub(m.joined) > m.rebalance+watchGrace {

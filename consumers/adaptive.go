@@ -54,6 +54,7 @@ type adaptive struct {
 	samples int // invocations of any outcome in the window
 	sumRTT  time.Duration
 	drops   int
+	rtt     time.Duration // the mean latency of the last window that had any
 
 	mode adaptMode
 	idle int // windows in a row without a backlog
@@ -114,22 +115,41 @@ func (a *adaptive) observe(rtt time.Duration, ok, outage bool) {
 	a.mu.Unlock()
 }
 
+// due reports whether the window can close at now: the caller then reads
+// the window's peak in flight and calls update.
+func (a *adaptive) due(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dueLocked(now)
+}
+
+// dueLocked is due with a.mu held. A window spans at least two average
+// invocations (measured over the windows before, so that a window in which
+// nothing finished still knows), so a slow handler's rate is not read from
+// a handful of completions.
+func (a *adaptive) dueLocked(now time.Time) bool {
+	return now.Sub(a.start) >= max(a.window, 2*a.rtt)
+}
+
 // update closes the window if it is due and returns the new limit. peak
 // is the most messages that were in flight during the window.
 func (a *adaptive) update(now time.Time, peak int) (int, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	elapsed := now.Sub(a.start)
-	// A window spans at least two average invocations, so that a slow
-	// handler's rate is not read from a handful of completions.
-	span := a.window
-	if a.samples > 0 {
-		span = max(span, 2*a.sumRTT/time.Duration(a.samples))
-	}
-	if elapsed < span {
+	if !a.dueLocked(now) {
 		return int(math.Round(a.limit)), false
 	}
+	elapsed := now.Sub(a.start)
+	if a.samples > 0 {
+		a.rtt = a.sumRTT / time.Duration(a.samples)
+	}
 	saturated := float64(peak) >= a.limit-0.5
+	if saturated && a.samples == 0 {
+		// Every slot busy and nothing finished: no rate to read yet (a
+		// slow handler's first calls). A hung downstream is cut back
+		// through its timeouts, which are outages.
+		return int(math.Round(a.limit)), false
+	}
 	rate := float64(a.done) / elapsed.Seconds()
 	l := a.limit
 	switch {

@@ -193,3 +193,28 @@ func TestAdaptiveDecaysWhenIdle(t *testing.T) {
 		t.Fatalf("idle limit %d, want the minimum 2", l)
 	}
 }
+
+// A slow handler's first calls: every slot busy and nothing finished yet.
+// A window with no completion has no rate to read, so the limit must not
+// climb on it (it did: eight empty windows doubled it to 256).
+func TestAdaptiveDoesNotClimbWithoutCompletions(t *testing.T) {
+	a := newAdaptive(1, 512, 250*time.Millisecond)
+	now := a.start
+	limit := 1
+	for i := 0; i < 8; i++ {
+		now = now.Add(250 * time.Millisecond)
+		limit, _ = a.update(now, limit)
+	}
+	if limit != 1 {
+		t.Fatalf("limit %d after 8 saturated windows with no completion, want 1", limit)
+	}
+	// Completions of 1s each: a window now spans two of them.
+	a.observe(time.Second, true, false)
+	now = now.Add(250 * time.Millisecond)
+	if l, changed := a.update(now, 1); !changed || l != 2 {
+		t.Fatalf("after a completion: limit %d (changed %v), want the startup's doubling to 2", l, changed)
+	}
+	if a.due(now.Add(time.Second)) {
+		t.Fatal("the next window is due after 1s, want at least two 1s invocations")
+	}
+}

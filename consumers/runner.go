@@ -349,7 +349,12 @@ func (r *Runner) adaptLimit() {
 	if r.adapt == nil {
 		return
 	}
-	if l, changed := r.adapt.update(time.Now(), r.run.takePeak()); changed {
+	// The peak in flight is read once per window, when it closes.
+	now := time.Now()
+	if !r.adapt.due(now) {
+		return
+	}
+	if l, changed := r.adapt.update(now, r.run.takePeak()); changed {
 		r.run.setLimit(l)
 		r.gate.setLimit(holdFor(r.spec.Ordering) * l)
 	}

@@ -184,7 +184,7 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 }
 
 // FleetDesired is the fleet's desired size: the most any handler needs.
-// active reports whether any handler has messages waiting.
+// active reports whether any handler has messages waiting or needs a node.
 func (s *Sampler) FleetDesired(handler string) (desired int, active bool, found bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -194,6 +194,12 @@ func (s *Sampler) FleetDesired(handler string) (desired int, active bool, found 
 		}
 		found = true
 		desired = max(desired, h.desired)
+		// Active while messages wait, and while any handler wants a node
+		// (minNodes above 0, or a queue handler whose backlog this node
+		// does not read): only a fleet that needs no node may go to zero.
+		if h.desired > 0 {
+			active = true
+		}
 		for _, parts := range h.lag {
 			for _, l := range parts {
 				if l > 0 {

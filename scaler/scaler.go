@@ -60,8 +60,8 @@ func (s *Server) answer(ref *externalscaler.ScaledObjectRef) (int, bool, error) 
 	return d, active, nil
 }
 
-// IsActive is true while any message waits: with none, KEDA may scale an
-// external-Kafka fleet to zero.
+// IsActive is true while any message waits or any handler's minNodes is
+// above 0: only then may KEDA scale an external-Kafka fleet to zero.
 func (s *Server) IsActive(_ context.Context, ref *externalscaler.ScaledObjectRef) (*externalscaler.IsActiveResponse, error) {
 	_, active, err := s.answer(ref)
 	if err != nil {
