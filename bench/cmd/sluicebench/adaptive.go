@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/client"
 )
 
@@ -94,50 +91,25 @@ func runAdaptive(ctx context.Context, c consumeSpec, knee, adaptive bool) error 
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	app, err := sluice.New(sluice.WithBrokers(c.brokers...), sluice.WithHTTPAddr("127.0.0.1:0"), sluice.WithLogger(c.log))
-	if err != nil {
-		return err
-	}
 	var concurrency any = adaptiveMax
 	if adaptive {
 		concurrency = map[string]int{"min": 1, "max": adaptiveMax}
 	}
-	js, _ := json.Marshal(map[string]any{"name": c.name, "topic": c.topic, "concurrency": concurrency,
-		"http": map[string]any{"url": "http://" + ln.Addr().String() + "/"}})
-	var spec sluice.Spec
-	if err := json.Unmarshal(js, &spec); err != nil {
-		return err
-	}
-	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopNode()
-	ran := make(chan error, 1)
-	go func() { ran <- app.Run(nodeCtx) }()
-	select {
-	case <-app.Started():
-		c.started()
-	case err := <-ran:
-		return err
-	}
-	cl, err := client.New("http://" + app.HTTPAddr())
-	if err != nil {
-		stopNode()
-		return errors.Join(err, <-ran)
-	}
-	if err := applyWhenReady(ctx, cl, spec); err != nil {
-		stopNode()
-		return errors.Join(err, <-ran)
-	}
-	// The limit, every 250ms.
+	fields := map[string]any{"name": c.name, "topic": c.topic, "concurrency": concurrency,
+		"http": map[string]any{"url": "http://" + ln.Addr().String() + "/"}}
+	// The limit, every 250ms from the settled point on.
 	var limits []int
-	var firstDone time.Time
-	tick := time.NewTicker(250 * time.Millisecond)
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-tick.C:
-			if h, err := cl.GetHandler(context.Background(), spec.Name); err == nil && h.Status != nil && h.Status.Succeeded > 0 {
+	err = runNode(ctx, c, fields, func(cl *client.Client, name string) {
+		var firstDone time.Time
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if h, err := cl.GetHandler(context.Background(), name); err == nil && h.Status != nil && h.Status.Succeeded > 0 {
 				if firstDone.IsZero() {
 					firstDone = time.Now()
 				}
@@ -146,13 +118,7 @@ loop:
 				}
 			}
 		}
-	}
-	tick.Stop()
-	dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	err = cl.DeleteHandler(dctx, spec.Name)
-	cancel()
-	stopNode()
-	err = errors.Join(err, <-ran)
+	})
 
 	mu.Lock()
 	st := adaptiveStats{}

@@ -78,11 +78,24 @@ func noopEndpoint(count func(n int)) http.Handler {
 	})
 }
 
-// runHTTPNode runs the node until ctx is done. The handler is applied once
-// the node has started (as the API's PUT would) and deleted before the
-// node stops: the registry lives on the shared broker, and a node started
-// later in this run would otherwise load the handler and run it too.
+// runHTTPNode runs the node until ctx is done, with the http family's
+// handler (ordering none) invoking url.
 func runHTTPNode(ctx context.Context, c consumeSpec, url string, batch bool) error {
+	fields := map[string]any{"name": c.name, "topic": c.topic, "ordering": "none", "concurrency": c.concurrency,
+		"http": map[string]any{"url": url}}
+	if batch {
+		fields["batch"] = map[string]any{"size": httpBatchSize, "window": httpBatchWindow.String()}
+	}
+	return runNode(ctx, c, fields, nil)
+}
+
+// runNode runs a node with one handler, built from its JSON fields, until
+// ctx is done; while it runs, during (if set) is called and must return
+// once ctx is done. The handler is applied once the node has started (as
+// the API's PUT would) and deleted before the node stops: the registry
+// lives on the shared broker, and a node started later in this run would
+// otherwise load the handler and run it too.
+func runNode(ctx context.Context, c consumeSpec, fields map[string]any, during func(*client.Client, string)) error {
 	app, err := sluice.New(
 		sluice.WithBrokers(c.brokers...),
 		sluice.WithHTTPAddr("127.0.0.1:0"),
@@ -92,11 +105,6 @@ func runHTTPNode(ctx context.Context, c consumeSpec, url string, batch bool) err
 		return err
 	}
 	// Built from its JSON form, as in runSluice.
-	fields := map[string]any{"name": c.name, "topic": c.topic, "ordering": "none", "concurrency": c.concurrency,
-		"http": map[string]any{"url": url}}
-	if batch {
-		fields["batch"] = map[string]any{"size": httpBatchSize, "window": httpBatchWindow.String()}
-	}
 	var spec sluice.Spec
 	js, _ := json.Marshal(fields)
 	if err := json.Unmarshal(js, &spec); err != nil {
@@ -126,6 +134,9 @@ func runHTTPNode(ctx context.Context, c consumeSpec, url string, batch bool) err
 	if err := applyWhenReady(ctx, cl, spec); err != nil {
 		stopNode()
 		return errors.Join(err, <-done)
+	}
+	if during != nil {
+		during(cl, spec.Name)
 	}
 	<-ctx.Done()
 	dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
