@@ -128,7 +128,7 @@ func (r *Runner) tryInline(ctx context.Context, ss *session, w *work, ordered bo
 	if r.batch != nil || r.limiter != nil || r.spec.OnSuccess != nil || time.Duration(r.recentNs.Load()) >= inlineBelow || r.br.tripped() || ss.draining.Load() {
 		return false
 	}
-	if _, parked := w.msg.Header(handlers.HeaderRetryStage); parked {
+	if _, parked := w.msg.Header(handlers.HeaderRetryStage); parked || w.careful != nil {
 		return false
 	}
 	if ordered {

@@ -33,6 +33,7 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 	wctx, cancel := context.WithCancel(ss.invokeCtx)
 	defer cancel()
 	backoff := 100 * time.Millisecond
+	guard := newCrashGuard(ss, a)
 	for {
 		for p.tr.pending() >= r.opts.MaxPendingPerPartition {
 			select {
@@ -87,7 +88,11 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 			r.finish(w, filtered)
 			continue
 		}
+		if guard != nil && !r.guard(ctx, ss, guard, p, w) {
+			continue
+		}
 		r.dispatch(wctx, ss, w)
+		r.afterCareful(ctx, guard, p)
 	}
 }
 

@@ -88,6 +88,9 @@ type generation struct {
 	leader   bool
 	assigned map[string][]int
 	offsets  map[string]map[int]int64
+	// attempts are the crash-loop counts recorded with the committed
+	// offsets (attemptsMetadata); absent where there is none.
+	attempts map[string]map[int]int
 	revoke   context.CancelFunc
 	fenced   atomic.Bool
 	revoked  atomic.Bool
@@ -384,7 +387,7 @@ func (m *member) joinAndSync(ctx context.Context) (*generation, error) {
 				g.assigned[t.Topic] = append(g.assigned[t.Topic], int(p))
 			}
 		}
-		if g.offsets, err = m.committed(ctx, g.assigned); err != nil {
+		if g.offsets, g.attempts, err = m.committed(ctx, g.assigned); err != nil {
 			return nil, err
 		}
 		return g, nil
@@ -490,11 +493,13 @@ func (m *member) partitions(ctx context.Context, topics []string) (map[string]in
 }
 
 // committed returns the group's committed offset of each assigned
-// partition, or -1 where it has none.
-func (m *member) committed(ctx context.Context, assigned map[string][]int) (map[string]map[int]int64, error) {
+// partition, or -1 where it has none, and the crash-loop count recorded
+// with it where there is one.
+func (m *member) committed(ctx context.Context, assigned map[string][]int) (map[string]map[int]int64, map[string]map[int]int, error) {
 	out := make(map[string]map[int]int64, len(assigned))
+	attempts := map[string]map[int]int{}
 	if len(assigned) == 0 {
-		return out, nil
+		return out, attempts, nil
 	}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -503,7 +508,7 @@ func (m *member) committed(ctx context.Context, assigned map[string][]int) (map[
 		err = resp.Error
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading committed offsets of group %s: %w", m.group, err)
+		return nil, nil, fmt.Errorf("reading committed offsets of group %s: %w", m.group, err)
 	}
 	for t, ps := range assigned {
 		out[t] = make(map[int]int64, len(ps))
@@ -514,19 +519,30 @@ func (m *member) committed(ctx context.Context, assigned map[string][]int) (map[
 	for t, ps := range resp.Topics {
 		for _, p := range ps {
 			if p.Error != nil {
-				return nil, fmt.Errorf("reading committed offset of %s/%d: %w", t, p.Partition, p.Error)
+				return nil, nil, fmt.Errorf("reading committed offset of %s/%d: %w", t, p.Partition, p.Error)
 			}
 			if _, ok := out[t]; ok {
 				out[t][p.Partition] = p.CommittedOffset
+				if n := parseAttempts(p.Metadata); n > 0 && p.CommittedOffset >= 0 {
+					if attempts[t] == nil {
+						attempts[t] = map[int]int{}
+					}
+					attempts[t][p.Partition] = n
+				}
 			}
 		}
 	}
-	return out, nil
+	return out, attempts, nil
 }
 
 // commit stores offsets for generation g. A rejection of the generation is
 // ErrFenced, and fences g.
 func (m *member) commit(ctx context.Context, g *generation, offsets map[string]map[int]int64) error {
+	return m.commitWith(ctx, g, offsets, nil)
+}
+
+// commitWith is commit with metadata stored beside some of the offsets.
+func (m *member) commitWith(ctx context.Context, g *generation, offsets map[string]map[int]int64, meta map[string]map[int]string) error {
 	if g.fenced.Load() {
 		return fmt.Errorf("committing offsets for group %s: %w", m.group, ErrFenced)
 	}
@@ -536,7 +552,7 @@ func (m *member) commit(ctx context.Context, g *generation, offsets map[string]m
 	}
 	for t, ps := range offsets {
 		for p, off := range ps {
-			req.Topics[t] = append(req.Topics[t], kafka.OffsetCommit{Partition: p, Offset: off})
+			req.Topics[t] = append(req.Topics[t], kafka.OffsetCommit{Partition: p, Offset: off, Metadata: meta[t][p]})
 		}
 	}
 	resp, err := m.ctl.OffsetCommit(ctx, req)

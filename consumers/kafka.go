@@ -258,7 +258,7 @@ func (k *kafkaSession) resolve() error {
 			if off == LastOffset {
 				pin = append(pin, kafka.LastOffsetOf(id))
 			}
-			k.assigns = append(k.assigns, Assignment{Topic: t, Partition: id, Offset: off})
+			k.assigns = append(k.assigns, Assignment{Topic: t, Partition: id, Offset: off, Attempts: k.gen.attempts[t][id]})
 		}
 	}
 	if k.src.takeover != "" {

@@ -59,6 +59,8 @@ func (r *Runner) finish(w *work, o outcome) {
 // processing (handled, or abandoned when the drain cut it short);
 // otherwise final is false and err is the failure to apply the policy to.
 func (r *Runner) attempt(ctx context.Context, ss *session, w *work, done func(error)) (err error, o outcome, final bool) {
+	unlock := r.lockForAttempt(ctx, ss, w)
+	defer unlock()
 	switch {
 	case r.batch != nil:
 		err = r.batch.invoke(&w.msg)

@@ -22,6 +22,9 @@ type session struct {
 	drainCh   chan struct{}
 	workers   *workerPool
 	invoking  sync.WaitGroup // worker chains that have not returned
+	// commitMu serialises the session's commits: the periodic and final
+	// ones, and the crash-loop guard's marks.
+	commitMu sync.Mutex
 }
 
 type partition struct {
@@ -52,6 +55,8 @@ type work struct {
 	// process.
 	inlineTries int
 	inlineErr   error
+	// careful is set on a message the crash-loop guard runs alone.
+	careful *carefulRun
 	// failureEmitted: the message is on the onFailure topic already, so
 	// a dead-letter write that starts over does not repeat it.
 	failureEmitted bool
@@ -177,6 +182,8 @@ func (r *Runner) finalCommit(ss *session, ps []*partition) {
 }
 
 func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error {
+	ss.commitMu.Lock()
+	defer ss.commitMu.Unlock()
 	var offsets map[string]map[int]int64
 	for _, p := range ps {
 		if pos := p.tr.commitPosition(); pos > p.committed.Load() {

@@ -50,6 +50,21 @@ type Assignment struct {
 	Topic     string
 	Partition int
 	Offset    int64
+	// Attempts is how many earlier sessions started the message at Offset
+	// and ended without finishing it (a crash, a kill, a drain that timed
+	// out), as an AttemptRecorder recorded it; 0 when none did.
+	Attempts int
+}
+
+// AttemptRecorder is implemented by a Session that can record, durably and
+// with the committed offset itself, that the message at offset is being
+// started for the attempts-th consecutive session: the crash-loop guard.
+// A message that crashes the node is in flight at every crash; its count,
+// read back as Assignment.Attempts, is what stops it from being retried
+// forever. Recording commits offset, so it must not be below the
+// partition's committed offset.
+type AttemptRecorder interface {
+	RecordAttempt(ctx context.Context, topic string, partition int, offset int64, attempts int) error
 }
 
 // PartitionReader reads one partition in offset order.
