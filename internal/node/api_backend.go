@@ -44,6 +44,9 @@ func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
 	if state == "unavailable" {
 		st.LastError = "no Go function named " + e.Spec.Name + " is compiled into this node"
 	}
+	if err := n.sup.refusal(e.Spec.Name); err != nil && !e.Paused {
+		st.LastError = err.Error() + " (this node refuses every invocation; the messages are dead-lettered)"
+	}
 	if st.Partitions == nil {
 		st.Partitions = []api.PartitionStatus{}
 	}
@@ -133,6 +136,9 @@ func (n *Node) GetHandler(ctx context.Context, name string) (api.Handler, error)
 func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion int64) (api.Handler, bool, error) {
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
+		return api.Handler{}, false, err
+	}
+	if err := n.policy.CheckSpec(ctx, &spec); err != nil {
 		return api.Handler{}, false, err
 	}
 	if spec.Go != nil {

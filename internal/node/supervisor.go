@@ -20,8 +20,10 @@ type supervisorDeps struct {
 	cfg   Config
 	log   *slog.Logger
 	funcs map[string]goHandler // the Go handlers compiled into this node
-	reg   *registry.Registry
-	tc    *topics.Client
+	// policy is where HTTP handlers may send requests.
+	policy *handlers.NetPolicy
+	reg    *registry.Registry
+	tc     *topics.Client
 	// kafka is how each handler's source reaches the cluster (brokers,
 	// dialer, client id, member data, group timeouts).
 	kafka consumers.KafkaConfig
@@ -55,6 +57,9 @@ type runnerHandle struct {
 	runner *consumers.Runner
 	cancel context.CancelFunc
 	done   chan struct{}
+	// refusal is why the handler's URL is refused by the node's
+	// handlers config, when it was on start.
+	refusal error
 }
 
 func newSupervisor(d supervisorDeps) *supervisor {
@@ -160,16 +165,23 @@ func (s *supervisor) invokable(spec handlers.Spec) bool {
 func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandle {
 	var inv handlers.Invoker
 	var closeInv func()
+	var refusal error
 	if spec.Go != nil {
 		inv = s.d.funcs[spec.Name].fn
 	} else {
-		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency.Max)
+		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency.Max, handlers.WithNetPolicy(s.d.policy))
 		inv, closeInv = h, h.Close
 	}
 	log := s.d.log.With("handler", spec.Name)
 	if h, ok := inv.(*handlers.HTTPInvoker); ok {
 		if err := h.CheckSigning(); err != nil {
 			log.Error("cannot sign requests: every invocation fails until the secret can be read", "err", err)
+		}
+		// A spec applied under another configuration (or whose name now
+		// resolves elsewhere) may be refused now: every connection to a
+		// refused address fails, and its messages are dead-lettered.
+		if refusal = s.d.policy.CheckSpec(ctx, &spec); refusal != nil {
+			log.Error("the handler's URL is refused by this node's handlers config: its messages are dead-lettered", "err", refusal)
 		}
 	}
 	start := consumers.FirstOffset
@@ -204,7 +216,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 		Logger:             s.d.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rn := &runnerHandle{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
+	rn := &runnerHandle{spec: spec, runner: r, cancel: cancel, done: make(chan struct{}), refusal: refusal}
 	go func() {
 		defer close(rn.done)
 		if closeInv != nil {
@@ -278,6 +290,17 @@ func (s *supervisor) runner(name string) *consumers.Runner {
 	defer s.mapMu.Unlock()
 	if rn, ok := s.runners[name]; ok {
 		return rn.runner
+	}
+	return nil
+}
+
+// refusal is why the handler's URL was refused by the node's handlers
+// config when its runner started, or nil.
+func (s *supervisor) refusal(name string) error {
+	s.mapMu.Lock()
+	defer s.mapMu.Unlock()
+	if rn, ok := s.runners[name]; ok {
+		return rn.refusal
 	}
 	return nil
 }
