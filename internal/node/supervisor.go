@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/consumers"
@@ -59,7 +60,7 @@ type runnerHandle struct {
 	done   chan struct{}
 	// refusal is why the handler's URL is refused by the node's
 	// handlers config, when it was on start.
-	refusal error
+	refusal atomic.Pointer[error]
 }
 
 func newSupervisor(d supervisorDeps) *supervisor {
@@ -165,7 +166,6 @@ func (s *supervisor) invokable(spec handlers.Spec) bool {
 func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandle {
 	var inv handlers.Invoker
 	var closeInv func()
-	var refusal error
 	if spec.Go != nil {
 		inv = s.d.funcs[spec.Name].fn
 	} else {
@@ -176,12 +176,6 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 	if h, ok := inv.(*handlers.HTTPInvoker); ok {
 		if err := h.CheckSigning(); err != nil {
 			log.Error("cannot sign requests: every invocation fails until the secret can be read", "err", err)
-		}
-		// A spec applied under another configuration (or whose name now
-		// resolves elsewhere) may be refused now: every connection to a
-		// refused address fails, and its messages are dead-lettered.
-		if refusal = s.d.policy.CheckSpec(ctx, &spec); refusal != nil {
-			log.Error("the handler's URL is refused by this node's handlers config: its messages are dead-lettered", "err", refusal)
 		}
 	}
 	start := consumers.FirstOffset
@@ -216,7 +210,19 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 		Logger:             s.d.log,
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rn := &runnerHandle{spec: spec, runner: r, cancel: cancel, done: make(chan struct{}), refusal: refusal}
+	rn := &runnerHandle{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
+	if spec.HTTP != nil {
+		// A spec applied under another configuration (or whose name now
+		// resolves elsewhere) may be refused now: every connection to a
+		// refused address fails, and its messages are dead-lettered. The
+		// check may resolve the name, so it does not hold up the start.
+		go func() {
+			if err := s.d.policy.CheckSpec(rctx, &spec); err != nil {
+				log.Error("the handler's URL is refused by this node's handlers config: its messages are dead-lettered", "err", err)
+				rn.refusal.Store(&err)
+			}
+		}()
+	}
 	go func() {
 		defer close(rn.done)
 		if closeInv != nil {
@@ -300,7 +306,9 @@ func (s *supervisor) refusal(name string) error {
 	s.mapMu.Lock()
 	defer s.mapMu.Unlock()
 	if rn, ok := s.runners[name]; ok {
-		return rn.refusal
+		if err := rn.refusal.Load(); err != nil {
+			return *err
+		}
 	}
 	return nil
 }
