@@ -682,6 +682,8 @@ func asAPIError(err error) error {
 		return &apiError{err, api.ErrTopicExists}
 	case errors.Is(err, topics.ErrNoPartition):
 		return &apiError{err, api.ErrNoPartition}
+	case errors.Is(err, kafka.MessageSizeTooLarge):
+		return &apiError{fmt.Errorf("a message is larger than the broker accepts (its message.max.bytes, or the topic's max.message.bytes); messages of the request bound for other partitions may have been written: %w", err), api.ErrTooLarge}
 	case errors.Is(err, dlq.ErrNotFound):
 		return &apiError{err, api.ErrNotFound}
 	case errors.Is(err, dlq.ErrNotDead):
