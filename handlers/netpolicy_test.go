@@ -199,21 +199,3 @@ func TestInvokerRefusesDeniedAddressesAtDialTime(t *testing.T) {
 		t.Fatalf("the server got %d requests, want still 2", allowedHits.Load())
 	}
 }
-
-// A proxy never lets the invoker dial the destination itself: the
-// destination is checked before the proxy is used.
-func TestInvokerChecksTheDestinationBehindAProxy(t *testing.T) {
-	var proxied atomic.Int64
-	proxy := listenOn(t, "127.0.0.1:0", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { proxied.Add(1) }))
-	t.Setenv("HTTP_PROXY", proxy.URL)
-	t.Setenv("NO_PROXY", "")
-	inv := handlers.NewHTTPInvoker(&handlers.HTTPSpec{URL: "http://169.254.169.254/latest/meta-data/"}, 1, handlers.WithNetPolicy(handlers.DefaultNetPolicy()))
-	defer inv.Close()
-	err := inv.Invoke(context.Background(), &handlers.Message{Topic: "t", Value: []byte("{}")})
-	if !handlers.IsPermanent(err) || !strings.Contains(err.Error(), "handlers.deniedNetworks") {
-		t.Fatalf("got %v, want a permanent refusal", err)
-	}
-	if proxied.Load() != 0 {
-		t.Fatalf("the proxy got %d requests", proxied.Load())
-	}
-}
