@@ -13,13 +13,19 @@ build:
 run: build
 	./$(BIN) serve
 
-# The main module, then the dashboard's browser tests (a module of their own,
-# so that chromedp is no dependency of Sluice).
+# The main module, then 10 s of each fuzz target (the spec decoder, the
+# publish decoder, the batch response parser, the registry and dead-letter
+# state record decoders; each starts from its corpus in testdata/fuzz),
+# then the dashboard's browser tests (a module of their own, so that
+# chromedp is no dependency of Sluice).
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePublish$$' -fuzztime 10s ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./handlers
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBatchReply$$' -fuzztime 10s ./handlers
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./registry
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckState$$' -fuzztime 10s ./dlq
 	cd dashboard/browsertest && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 test-short:

@@ -25,6 +25,7 @@ type (
 	EmbeddedConfig = node.EmbeddedConfig
 	FetchConfig    = node.FetchConfig
 	LogConfig      = node.LogConfig
+	HandlersConfig = node.HandlersConfig
 )
 
 // DefaultConfig returns the node's defaults.

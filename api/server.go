@@ -238,6 +238,8 @@ func backendErr(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusServiceUnavailable, err)
 	case errors.Is(err, ErrNoPartition):
 		writeErr(w, http.StatusBadRequest, err)
+	case errors.Is(err, ErrTooLarge):
+		writeErr(w, http.StatusRequestEntityTooLarge, err)
 	case errors.As(err, &fe):
 		writeErr(w, http.StatusBadRequest, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -168,4 +168,6 @@ var (
 	// ErrNoPartition is a publish to a partition the topic does not have
 	// (400).
 	ErrNoPartition = errors.New("no such partition")
+	// ErrTooLarge is a message larger than the broker accepts (413).
+	ErrTooLarge = errors.New("too large")
 )

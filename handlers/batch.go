@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -171,10 +173,17 @@ func (h *HTTPInvoker) InvokeBatch(ctx context.Context, ms []*Message) error {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		if re, ok := refused(err); ok {
+			return Permanent(fmt.Errorf("POST %s: %w", RedactURL(h.url), re))
+		}
 		if ctx.Err() != nil {
 			return &TimeoutError{}
 		}
-		return fmt.Errorf("POST %s: %w", h.url, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("POST %s: %w", RedactURL(h.url), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
@@ -182,8 +191,20 @@ func (h *HTTPInvoker) InvokeBatch(ctx context.Context, ms []*Message) error {
 		return &HTTPError{StatusCode: resp.StatusCode, Body: string(bytes.ToValidUTF8(b, []byte("?"))),
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if len(bytes.TrimSpace(b)) == 0 || !strings.Contains(resp.Header.Get("Content-Type"), "json") && b[0] != '{' {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBatchReply))
+	return parseBatchReply(resp.Header.Get("Content-Type"), b, ms)
+}
+
+// maxBatchReply bounds how much of a batch's 2xx answer is read.
+const maxBatchReply = 4 << 20
+
+// parseBatchReply reads a 2xx answer to a batch: nil when every message
+// succeeded, or a *BatchError naming the messages of ms whose ids the
+// answer lists in "failed". An empty body, a body that is not JSON, or
+// ids that are not in the batch count as success: the endpoint answered
+// 2xx.
+func parseBatchReply(contentType string, b []byte, ms []*Message) error {
+	if len(bytes.TrimSpace(b)) == 0 || !strings.Contains(contentType, "json") && b[0] != '{' {
 		return nil
 	}
 	var reply batchReply

@@ -47,23 +47,41 @@ type HTTPInvoker struct {
 	signer  *signer // nil when the handler has no signing secret
 }
 
+// InvokerOption changes how NewHTTPInvoker builds an invoker.
+type InvokerOption func(*invokerOptions)
+
+type invokerOptions struct{ policy *NetPolicy }
+
+// WithNetPolicy makes the invoker refuse every connection to an address
+// that p refuses (see NetPolicy); such an invocation fails permanently
+// with a *RefusedError. Default: no policy.
+func WithNetPolicy(p *NetPolicy) InvokerOption {
+	return func(o *invokerOptions) { o.policy = p }
+}
+
 // NewHTTPInvoker returns an invoker for spec, with a keep-alive pool sized for
 // maxConns connections.
-func NewHTTPInvoker(spec *HTTPSpec, maxConns int) *HTTPInvoker {
+func NewHTTPInvoker(spec *HTTPSpec, maxConns int, opts ...InvokerOption) *HTTPInvoker {
+	var o invokerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	h := make(http.Header, len(spec.Headers))
 	for k, v := range spec.Headers {
 		h.Set(k, v)
 	}
 	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy:               o.policy.proxy(http.ProxyFromEnvironment),
+		DialContext:         o.policy.dialContext(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
 		MaxIdleConns:        maxConns,
 		MaxIdleConnsPerHost: maxConns,
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
 	// Redirects are answers, not detours: following a 302 would turn the
-	// POST into a bodiless GET that looks like success.
+	// POST into a bodiless GET that looks like success. A 3xx is a
+	// permanent failure (consumers.classify), so a redirect never leads
+	// anywhere the policy would refuse either.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	inv := &HTTPInvoker{url: spec.URL, headers: h, client: &http.Client{Transport: tr, CheckRedirect: noRedirect}}
 	if spec.Signing != nil {
@@ -118,6 +136,9 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, m *Message) error {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		if re, ok := refused(err); ok {
+			return Permanent(fmt.Errorf("POST %s: %w", RedactURL(h.url), re))
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return &TimeoutError{}
 		}

@@ -44,6 +44,9 @@ func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
 	if state == "unavailable" {
 		st.LastError = "no Go function named " + e.Spec.Name + " is compiled into this node"
 	}
+	if err := n.sup.refusal(e.Spec.Name); err != nil && !e.Paused {
+		st.LastError = err.Error() + " (this node refuses every invocation; the messages are dead-lettered)"
+	}
 	if st.Partitions == nil {
 		st.Partitions = []api.PartitionStatus{}
 	}
@@ -133,6 +136,9 @@ func (n *Node) GetHandler(ctx context.Context, name string) (api.Handler, error)
 func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion int64) (api.Handler, bool, error) {
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
+		return api.Handler{}, false, err
+	}
+	if err := n.policy.CheckSpec(ctx, &spec); err != nil {
 		return api.Handler{}, false, err
 	}
 	if spec.Go != nil {
@@ -676,6 +682,8 @@ func asAPIError(err error) error {
 		return &apiError{err, api.ErrTopicExists}
 	case errors.Is(err, topics.ErrNoPartition):
 		return &apiError{err, api.ErrNoPartition}
+	case errors.Is(err, kafka.MessageSizeTooLarge):
+		return &apiError{fmt.Errorf("a message is larger than the broker accepts (its message.max.bytes, or the topic's max.message.bytes); messages of the request bound for other partitions may have been written: %w", err), api.ErrTooLarge}
 	case errors.Is(err, dlq.ErrNotFound):
 		return &apiError{err, api.ErrNotFound}
 	case errors.Is(err, dlq.ErrNotDead):

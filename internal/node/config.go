@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/queues"
 	"github.com/sluicehq/sluice/topics"
@@ -100,6 +101,42 @@ type Config struct {
 	// how late a killed node's messages come back, and longer than a node
 	// may hold one (retries, a breaker pause). Default 60s.
 	RedeliverAfter time.Duration `yaml:"redeliverAfter"`
+	// Handlers restricts where HTTP handlers may send requests.
+	Handlers HandlersConfig `yaml:"handlers"`
+}
+
+// HandlersConfig restricts the destinations of HTTP handlers (server-side
+// request forgery): checked when a spec is applied and on every connection
+// the invoker opens (handlers.NetPolicy).
+type HandlersConfig struct {
+	// AllowedHosts and AllowedNetworks, when either is set, are the only
+	// destinations allowed: a URL whose host is a name matching
+	// AllowedHosts ("name" or "*.domain"), or whose address (resolved)
+	// is in AllowedNetworks (CIDRs or addresses). Default: any.
+	AllowedHosts    []string `yaml:"allowedHosts"`
+	AllowedNetworks []string `yaml:"allowedNetworks"`
+	// DeniedHosts are names refused whatever the allow lists say. Default
+	// metadata.google.internal; "none" denies no name.
+	DeniedHosts []string `yaml:"deniedHosts"`
+	// DeniedNetworks are refused whatever the allow lists say. Default
+	// link-local (169.254.0.0/16, fe80::/10) and the cloud metadata
+	// addresses (handlers.DefaultDeniedNetworks); "none" denies none.
+	DeniedNetworks []string `yaml:"deniedNetworks"`
+}
+
+// NetPolicy is the policy the lists say; "none" is an empty deny list.
+func (h HandlersConfig) NetPolicy() (*handlers.NetPolicy, error) {
+	none := func(l []string) []string {
+		if len(l) == 1 && strings.EqualFold(strings.TrimSpace(l[0]), "none") {
+			return nil
+		}
+		return l
+	}
+	p, err := handlers.NewNetPolicy(h.AllowedHosts, h.AllowedNetworks, none(h.DeniedHosts), none(h.DeniedNetworks))
+	if err != nil {
+		return nil, fmt.Errorf("handlers.%w", err)
+	}
+	return p, nil
 }
 
 // FetchConfig tunes each partition reader.
@@ -247,6 +284,10 @@ func DefaultConfig() Config {
 		RedisURL:       queues.DefaultRedisURL,
 		PostgresURL:    queues.DefaultPostgresURL,
 		RedeliverAfter: queues.DefaultRedeliverAfter,
+		Handlers: HandlersConfig{
+			DeniedHosts:    append([]string(nil), handlers.DefaultDeniedHosts...),
+			DeniedNetworks: append([]string(nil), handlers.DefaultDeniedNetworks...),
+		},
 	}
 }
 
@@ -388,6 +429,9 @@ func (c Config) Validate() error {
 	}
 	if c.RedeliverAfter < time.Second || c.RedeliverAfter > time.Hour {
 		return fmt.Errorf("redeliver-after: must be between 1s and 1h, got %s", c.RedeliverAfter)
+	}
+	if _, err := c.Handlers.NetPolicy(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -51,6 +51,8 @@ type Node struct {
 	embedded embeddedAccess
 	log      *slog.Logger
 	funcs    map[string]goHandler
+	// policy is where HTTP handlers may send requests (cfg.Handlers).
+	policy *handlers.NetPolicy
 
 	mu        sync.Mutex
 	started   bool
@@ -98,7 +100,11 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, access: acc, kafka: ka, embedded: emb, log: log, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
+	policy, err := cfg.Handlers.NetPolicy()
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, access: acc, kafka: ka, embedded: emb, log: log, policy: policy, funcs: make(map[string]goHandler), ready: make(chan struct{}), Version: "dev"}, nil
 }
 
 // Register adds fn as the Go handler of spec before Run. spec must be
@@ -277,7 +283,7 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 	n.queues = qs
 	n.nodeID, n.tel = nodeID, tel
 	n.sup = newSupervisor(supervisorDeps{
-		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc,
+		cfg: n.cfg, log: n.log, funcs: n.funcs, reg: reg, tc: tc, policy: n.policy,
 		kafka: consumers.KafkaConfig{
 			Brokers:           brokers,
 			Dialer:            dialer,

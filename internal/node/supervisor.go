@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/consumers"
@@ -20,8 +21,10 @@ type supervisorDeps struct {
 	cfg   Config
 	log   *slog.Logger
 	funcs map[string]goHandler // the Go handlers compiled into this node
-	reg   *registry.Registry
-	tc    *topics.Client
+	// policy is where HTTP handlers may send requests.
+	policy *handlers.NetPolicy
+	reg    *registry.Registry
+	tc     *topics.Client
 	// kafka is how each handler's source reaches the cluster (brokers,
 	// dialer, client id, member data, group timeouts).
 	kafka consumers.KafkaConfig
@@ -55,6 +58,9 @@ type runnerHandle struct {
 	runner *consumers.Runner
 	cancel context.CancelFunc
 	done   chan struct{}
+	// refusal is why the handler's URL is refused by the node's
+	// handlers config, when it was on start.
+	refusal atomic.Pointer[error]
 }
 
 func newSupervisor(d supervisorDeps) *supervisor {
@@ -163,7 +169,7 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 	if spec.Go != nil {
 		inv = s.d.funcs[spec.Name].fn
 	} else {
-		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency.Max)
+		h := handlers.NewHTTPInvoker(spec.HTTP, spec.Concurrency.Max, handlers.WithNetPolicy(s.d.policy))
 		inv, closeInv = h, h.Close
 	}
 	log := s.d.log.With("handler", spec.Name)
@@ -205,6 +211,18 @@ func (s *supervisor) start(ctx context.Context, spec handlers.Spec) *runnerHandl
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rn := &runnerHandle{spec: spec, runner: r, cancel: cancel, done: make(chan struct{})}
+	if spec.HTTP != nil {
+		// A spec applied under another configuration (or whose name now
+		// resolves elsewhere) may be refused now: every connection to a
+		// refused address fails, and its messages are dead-lettered. The
+		// check may resolve the name, so it does not hold up the start.
+		go func() {
+			if err := s.d.policy.CheckSpec(rctx, &spec); err != nil {
+				log.Error("the handler's URL is refused by this node's handlers config: its messages are dead-lettered", "err", err)
+				rn.refusal.Store(&err)
+			}
+		}()
+	}
 	go func() {
 		defer close(rn.done)
 		if closeInv != nil {
@@ -278,6 +296,19 @@ func (s *supervisor) runner(name string) *consumers.Runner {
 	defer s.mapMu.Unlock()
 	if rn, ok := s.runners[name]; ok {
 		return rn.runner
+	}
+	return nil
+}
+
+// refusal is why the handler's URL was refused by the node's handlers
+// config when its runner started, or nil.
+func (s *supervisor) refusal(name string) error {
+	s.mapMu.Lock()
+	defer s.mapMu.Unlock()
+	if rn, ok := s.runners[name]; ok {
+		if err := rn.refusal.Load(); err != nil {
+			return *err
+		}
 	}
 	return nil
 }
