@@ -93,20 +93,64 @@ func ensureStream(js nats.JetStreamContext, subject string) (string, error) {
 	return name, nil
 }
 
+// ensureConsumer creates the durable push consumer of a handler's group
+// unless it exists, with the configuration the subscription asks for.
+// Sluice creates it rather than nats.go: nats.go deletes a consumer it
+// created when that subscription ends, so the first node to stop (or to
+// drain an assignment) would delete the durable from under the others,
+// and with it the group's progress (found by Watermill's suite,
+// TestConcurrentClose: "nats: consumer not found").
+func ensureConsumer(js nats.JetStreamContext, nc *nats.Conn, stream, subject, durable string, policy nats.DeliverPolicy, ackWait time.Duration, maxAckPending int) error {
+	if _, err := js.ConsumerInfo(stream, durable); err == nil {
+		return nil
+	} else if !errors.Is(err, nats.ErrConsumerNotFound) {
+		return fmt.Errorf("reading consumer %s of stream %s: %w", durable, stream, err)
+	}
+	_, err := js.AddConsumer(stream, &nats.ConsumerConfig{
+		Durable:        durable,
+		DeliverSubject: nc.NewInbox(),
+		DeliverGroup:   durable,
+		DeliverPolicy:  policy,
+		AckPolicy:      nats.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxAckPending:  maxAckPending,
+		FilterSubject:  subject,
+		ReplayPolicy:   nats.ReplayInstantPolicy,
+	})
+	if err != nil && !errors.Is(err, nats.ErrConsumerNameAlreadyInUse) {
+		// Another node may have created it meanwhile.
+		if _, ierr := js.ConsumerInfo(stream, durable); ierr == nil {
+			return nil
+		}
+		return fmt.Errorf("creating consumer %s of stream %s: %w", durable, stream, err)
+	}
+	return nil
+}
+
 func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs int, latest bool) (message.Subscriber, error) {
 	nc, err := nats.Connect(d.cfg.NATSURL, natsOptions(d.cfg.Node)...)
 	if err != nil {
 		return nil, fmt.Errorf("nats at %s: %w", d.cfg.NATSURL, err)
 	}
 	js, err := nc.JetStream()
+	durable := durableName(group)
+	policy := nats.DeliverAllPolicy
+	if latest {
+		policy = nats.DeliverNewPolicy
+	}
 	if err == nil {
-		err = orAfter(ctx, func() error { _, err := ensureStream(js, topic); return err })
+		err = orAfter(ctx, func() error {
+			stream, err := ensureStream(js, topic)
+			if err != nil {
+				return err
+			}
+			return ensureConsumer(js, nc, stream, topic, durable, policy, d.cfg.RedeliverAfter, subs)
+		})
 	}
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	durable := durableName(group)
 	deliver := nats.DeliverAll()
 	if latest {
 		deliver = nats.DeliverNew()
