@@ -132,8 +132,8 @@ func suiteConfig() Config {
 	}).cfg // the local servers' URLs
 }
 
-// suiteFull runs the whole suite, in its full (not short) variants, with
-// no test left out: SLUICE_SUITE_FULL=1 go test -race -run TestPubSubSuite ./queues/
+// suiteFull runs the whole suite, in its full (not short) variants (short
+// ones still on PostgreSQL), with no test left out: SLUICE_SUITE_FULL=1 go test -race -run TestPubSubSuite ./queues/
 // By default each adapter runs the short variants (fewer subscribers and
 // messages), and PostgreSQL leaves out its slowest tests, so that the
 // package stays within about a minute in make test.
@@ -184,7 +184,7 @@ func runSuite(t *testing.T, kind string, mk func(Config) (driver, error), featur
 		// Short: a PostgreSQL topic is part of table names (63 bytes).
 		return run + "_" + strings.ReplaceAll(string(tctx.TestID), "-", "")[:12]
 	}
-	features.ForceShort = !suiteFull
+	features.ForceShort = features.ForceShort || !suiteFull
 	withGroup := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
 		return suitePub{d: d, topics: ts}, &suiteSub{d: d, group: run + "_" + group, topics: ts}
 	}
@@ -289,6 +289,10 @@ func TestPubSubSuitePostgres(t *testing.T) {
 		ExactlyOnceDelivery: false,
 		GuaranteedOrder:     true,
 		Persistent:          true,
+		// Always the short variants: PostgreSQL serves 100 connections
+		// to everyone on this machine, and watermill-sql reads one
+		// message at a time per group.
+		ForceShort: true,
 	}, map[string]string{
 		"TestConcurrentSubscribe":     pgSlow,
 		"TestSubscribeCtx":            pgSlow,
