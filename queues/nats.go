@@ -94,19 +94,31 @@ func ensureStream(js nats.JetStreamContext, subject string) (string, error) {
 }
 
 // ensureConsumer creates the durable push consumer of a handler's group
-// unless it exists, with the configuration the subscription asks for.
-// Sluice creates it rather than nats.go: nats.go deletes a consumer it
-// created when that subscription ends, so the first node to stop (or to
-// drain an assignment) would delete the durable from under the others,
-// and with it the group's progress (found by Watermill's suite,
-// TestConcurrentClose: "nats: consumer not found").
-func ensureConsumer(js nats.JetStreamContext, nc *nats.Conn, stream, subject, durable string, policy nats.DeliverPolicy, ackWait time.Duration, maxAckPending int) error {
-	if _, err := js.ConsumerInfo(stream, durable); err == nil {
-		return nil
-	} else if !errors.Is(err, nats.ErrConsumerNotFound) {
-		return fmt.Errorf("reading consumer %s of stream %s: %w", durable, stream, err)
+// unless it exists, with the configuration the subscription asks for, and
+// reports whether it existed. Sluice creates it rather than nats.go:
+// nats.go deletes a consumer it created when that subscription ends, so
+// the first node to stop (or to drain an assignment) would delete the
+// durable from under the others, and with it the group's progress (found
+// by Watermill's suite, TestConcurrentClose: "nats: consumer not found").
+// An existing durable keeps its position (as a Kafka group keeps its
+// offsets, whatever startFrom says); its ack wait and max ack pending are
+// brought to the handler's current ones.
+func ensureConsumer(js nats.JetStreamContext, nc *nats.Conn, stream, subject, durable string, policy nats.DeliverPolicy, ackWait time.Duration, maxAckPending int) (bool, error) {
+	info, err := js.ConsumerInfo(stream, durable)
+	if err == nil {
+		if info.Config.AckWait != ackWait || info.Config.MaxAckPending != maxAckPending {
+			cfg := info.Config
+			cfg.AckWait, cfg.MaxAckPending = ackWait, maxAckPending
+			if _, err := js.UpdateConsumer(stream, &cfg); err != nil {
+				return true, fmt.Errorf("updating consumer %s of stream %s: %w", durable, stream, err)
+			}
+		}
+		return true, nil
 	}
-	_, err := js.AddConsumer(stream, &nats.ConsumerConfig{
+	if !errors.Is(err, nats.ErrConsumerNotFound) {
+		return false, fmt.Errorf("reading consumer %s of stream %s: %w", durable, stream, err)
+	}
+	_, err = js.AddConsumer(stream, &nats.ConsumerConfig{
 		Durable:        durable,
 		DeliverSubject: nc.NewInbox(),
 		DeliverGroup:   durable,
@@ -117,14 +129,14 @@ func ensureConsumer(js nats.JetStreamContext, nc *nats.Conn, stream, subject, du
 		FilterSubject:  subject,
 		ReplayPolicy:   nats.ReplayInstantPolicy,
 	})
-	if err != nil && !errors.Is(err, nats.ErrConsumerNameAlreadyInUse) {
+	if err != nil {
 		// Another node may have created it meanwhile.
 		if _, ierr := js.ConsumerInfo(stream, durable); ierr == nil {
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("creating consumer %s of stream %s: %w", durable, stream, err)
+		return false, fmt.Errorf("creating consumer %s of stream %s: %w", durable, stream, err)
 	}
-	return nil
+	return false, nil
 }
 
 func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs int, latest bool) (message.Subscriber, error) {
@@ -138,22 +150,37 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 	if latest {
 		policy = nats.DeliverNewPolicy
 	}
+	existed := false
 	if err == nil {
 		err = orAfter(ctx, func() error {
 			stream, err := ensureStream(js, topic)
 			if err != nil {
 				return err
 			}
-			return ensureConsumer(js, nc, stream, topic, durable, policy, d.cfg.RedeliverAfter, subs)
+			existed, err = ensureConsumer(js, nc, stream, topic, durable, policy, d.cfg.RedeliverAfter, subs)
+			return err
 		})
 	}
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	deliver := nats.DeliverAll()
-	if latest {
-		deliver = nats.DeliverNew()
+	opts := []nats.SubOpt{
+		nats.ManualAck(), nats.AckExplicit(), nats.AckWait(d.cfg.RedeliverAfter),
+		// The server sends no more than a node holds: a message
+		// waiting in the client's buffer while the breaker pauses
+		// would pass its ack wait and come again. The bound is the
+		// durable's, so it is shared by the nodes of the handler.
+		nats.MaxAckPending(subs),
+	}
+	if !existed {
+		// An existing durable keeps its position: asking for another
+		// start would fail the subscription.
+		if latest {
+			opts = append(opts, nats.DeliverNew())
+		} else {
+			opts = append(opts, nats.DeliverAll())
+		}
 	}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
 		Unmarshaler:       natsUnmarshaler{},
@@ -167,14 +194,7 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 		JetStream: wmnats.JetStreamConfig{
 			DurablePrefix:     durable,
 			DurableCalculator: func(prefix, _ string) string { return prefix },
-			SubscribeOptions: []nats.SubOpt{
-				nats.ManualAck(), nats.AckExplicit(), nats.AckWait(d.cfg.RedeliverAfter), deliver,
-				// The server sends no more than a node holds: a message
-				// waiting in the client's buffer while the breaker pauses
-				// would pass its ack wait and come again. The bound is the
-				// durable's, so it is shared by the nodes of the handler.
-				nats.MaxAckPending(subs),
-			},
+			SubscribeOptions:  opts,
 		},
 	}, wmLogger(d.cfg.Logger))
 	if err != nil {
