@@ -93,23 +93,94 @@ func ensureStream(js nats.JetStreamContext, subject string) (string, error) {
 	return name, nil
 }
 
+// ensureConsumer creates the durable push consumer of a handler's group
+// unless it exists, with the configuration the subscription asks for, and
+// reports whether it existed. Sluice creates it rather than nats.go:
+// nats.go deletes a consumer it created when that subscription ends, so
+// the first node to stop (or to drain an assignment) would delete the
+// durable from under the others, and with it the group's progress (found
+// by Watermill's suite, TestConcurrentClose: "nats: consumer not found").
+// An existing durable keeps its position (as a Kafka group keeps its
+// offsets, whatever startFrom says); its ack wait and max ack pending are
+// brought to the handler's current ones.
+func ensureConsumer(js nats.JetStreamContext, nc *nats.Conn, stream, subject, durable string, policy nats.DeliverPolicy, ackWait time.Duration, maxAckPending int) (bool, error) {
+	info, err := js.ConsumerInfo(stream, durable)
+	if err == nil {
+		if info.Config.AckWait != ackWait || info.Config.MaxAckPending != maxAckPending {
+			cfg := info.Config
+			cfg.AckWait, cfg.MaxAckPending = ackWait, maxAckPending
+			if _, err := js.UpdateConsumer(stream, &cfg); err != nil {
+				return true, fmt.Errorf("updating consumer %s of stream %s: %w", durable, stream, err)
+			}
+		}
+		return true, nil
+	}
+	if !errors.Is(err, nats.ErrConsumerNotFound) {
+		return false, fmt.Errorf("reading consumer %s of stream %s: %w", durable, stream, err)
+	}
+	_, err = js.AddConsumer(stream, &nats.ConsumerConfig{
+		Durable:        durable,
+		DeliverSubject: nc.NewInbox(),
+		DeliverGroup:   durable,
+		DeliverPolicy:  policy,
+		AckPolicy:      nats.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxAckPending:  maxAckPending,
+		FilterSubject:  subject,
+		ReplayPolicy:   nats.ReplayInstantPolicy,
+	})
+	if err != nil {
+		// Another node may have created it meanwhile.
+		if _, ierr := js.ConsumerInfo(stream, durable); ierr == nil {
+			return true, nil
+		}
+		return false, fmt.Errorf("creating consumer %s of stream %s: %w", durable, stream, err)
+	}
+	return false, nil
+}
+
 func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs int, latest bool) (message.Subscriber, error) {
 	nc, err := nats.Connect(d.cfg.NATSURL, natsOptions(d.cfg.Node)...)
 	if err != nil {
 		return nil, fmt.Errorf("nats at %s: %w", d.cfg.NATSURL, err)
 	}
 	js, err := nc.JetStream()
+	durable := durableName(group)
+	policy := nats.DeliverAllPolicy
+	if latest {
+		policy = nats.DeliverNewPolicy
+	}
+	existed := false
 	if err == nil {
-		err = orAfter(ctx, func() error { _, err := ensureStream(js, topic); return err })
+		err = orAfter(ctx, func() error {
+			stream, err := ensureStream(js, topic)
+			if err != nil {
+				return err
+			}
+			existed, err = ensureConsumer(js, nc, stream, topic, durable, policy, d.cfg.RedeliverAfter, subs)
+			return err
+		})
 	}
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	durable := durableName(group)
-	deliver := nats.DeliverAll()
-	if latest {
-		deliver = nats.DeliverNew()
+	opts := []nats.SubOpt{
+		nats.ManualAck(), nats.AckExplicit(), nats.AckWait(d.cfg.RedeliverAfter),
+		// The server sends no more than a node holds: a message
+		// waiting in the client's buffer while the breaker pauses
+		// would pass its ack wait and come again. The bound is the
+		// durable's, so it is shared by the nodes of the handler.
+		nats.MaxAckPending(subs),
+	}
+	if !existed {
+		// An existing durable keeps its position: asking for another
+		// start would fail the subscription.
+		if latest {
+			opts = append(opts, nats.DeliverNew())
+		} else {
+			opts = append(opts, nats.DeliverAll())
+		}
 	}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
 		Unmarshaler:       natsUnmarshaler{},
@@ -123,14 +194,7 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 		JetStream: wmnats.JetStreamConfig{
 			DurablePrefix:     durable,
 			DurableCalculator: func(prefix, _ string) string { return prefix },
-			SubscribeOptions: []nats.SubOpt{
-				nats.ManualAck(), nats.AckExplicit(), nats.AckWait(d.cfg.RedeliverAfter), deliver,
-				// The server sends no more than a node holds: a message
-				// waiting in the client's buffer while the breaker pauses
-				// would pass its ack wait and come again. The bound is the
-				// durable's, so it is shared by the nodes of the handler.
-				nats.MaxAckPending(subs),
-			},
+			SubscribeOptions:  opts,
 		},
 	}, wmLogger(d.cfg.Logger))
 	if err != nil {
