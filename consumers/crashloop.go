@@ -188,6 +188,34 @@ func (r *Runner) recordAttempt(ctx context.Context, ss *session, rec AttemptReco
 	}
 }
 
+// commitPast commits the position after a careful message that succeeded:
+// in careful mode it is the partition's only message in flight, so that is
+// the position the tracker reaches once it is finished.
+func (r *Runner) commitPast(ctx context.Context, ss *session, w *work) {
+	p := w.p
+	ss.commitMu.Lock()
+	defer ss.commitMu.Unlock()
+	next := w.offset + 1
+	if next <= p.committed.Load() {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	begin := time.Now()
+	err := ss.src.Commit(cctx, map[string]map[int]int64{p.topic: {p.id: next}})
+	if r.opts.Hooks.Commit != nil {
+		r.opts.Hooks.Commit(time.Since(begin), err)
+	}
+	if err != nil {
+		r.commitErr.Add(1)
+		r.log.Warn("committing past a careful message failed; the periodic commit will", "topic", p.topic,
+			"partition", p.id, "offset", w.offset, "err", err)
+		return
+	}
+	r.commits.Add(1)
+	p.committed.Store(next)
+}
+
 // afterCareful, in careful mode, waits for the message just dispatched to
 // finish (or the assignment to end) before the next is fetched.
 func (r *Runner) afterCareful(ctx context.Context, g *crashGuard, p *partition) {

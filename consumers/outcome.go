@@ -60,7 +60,17 @@ func (r *Runner) finish(w *work, o outcome) {
 // otherwise final is false and err is the failure to apply the policy to.
 func (r *Runner) attempt(ctx context.Context, ss *session, w *work, done func(error)) (err error, o outcome, final bool) {
 	unlock := r.lockForAttempt(ctx, ss, w)
-	defer unlock()
+	err, o, final = r.attemptLocked(ctx, ss, w, done)
+	if w.careful != nil && final && o == handled {
+		// Its mark is cleared before another message may run alone: a
+		// crash of that one must not be charged to this one.
+		r.commitPast(ctx, ss, w)
+	}
+	unlock()
+	return err, o, final
+}
+
+func (r *Runner) attemptLocked(ctx context.Context, ss *session, w *work, done func(error)) (err error, o outcome, final bool) {
 	switch {
 	case r.batch != nil:
 		err = r.batch.invoke(&w.msg)
