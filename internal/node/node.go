@@ -58,6 +58,9 @@ type Node struct {
 	tc        *topics.Client
 	reg       *registry.Registry
 	dlq       *dlq.Queue
+	// jobs runs the dead-letter replays and purges started through the
+	// API; they run until the node stops, not with the request.
+	jobs      *dlq.Jobs
 	httpAddr  string
 	ready     chan struct{}
 	sup       *supervisor
@@ -189,6 +192,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
+	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	n.jobs = dlq.NewJobs(jobsCtx, n.nodeID)
 	srv := n.serveAPI(ln, tel, &wg)
 	// The state tables and the sampler outlive the handlers' drain: the
 	// supervisor needs the registry until every runner has stopped.
@@ -224,6 +230,9 @@ func (n *Node) Run(ctx context.Context) error {
 	_ = srv.Shutdown(shutCtx)
 	cancel()
 	<-supDone // every runner has drained, committed and left its group
+	// A job cut short leaves what it did not mark dead.
+	stopJobs()
+	n.jobs.Wait()
 	stopParts()
 	wg.Wait()
 	_ = n.queues.Close()
