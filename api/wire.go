@@ -115,7 +115,7 @@ type DeadLetterPage struct {
 	Next int `json:"next,omitempty"`
 	// DuplicateRecords counts the further records of the matched entries
 	// (see DeadLetter.Duplicates).
-	DuplicateRecords int `json:"duplicateRecords"`
+	DuplicateRecords int `json:"duplicateRecords,omitempty"`
 }
 
 // DeadLetterFilter selects the entries of a list (query parameters).

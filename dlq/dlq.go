@@ -486,7 +486,7 @@ type Page struct {
 	Next int `json:"next,omitempty"`
 	// DuplicateRecords counts the further records of the matched entries
 	// (see Entry.Duplicates): records in the topic = Total + this.
-	DuplicateRecords int `json:"duplicateRecords"`
+	DuplicateRecords int `json:"duplicateRecords,omitempty"`
 }
 
 // List returns handler's entries in topic, newest first.
