@@ -1,0 +1,227 @@
+package sluice_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/internal/testkit"
+)
+
+// dlqJob posts a replay or purge (action) that runs as a job, checks the
+// 202 and the Location it names, and follows the job until it is over.
+func (n *node) dlqJob(t *testing.T, name, action, query, body string) api.DeadLetterJob {
+	t.Helper()
+	req, err := http.NewRequest("POST", n.base+"/v1/handlers/"+name+"/dlq/"+action+query, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job api.DeadLetterJob
+	err = json.NewDecoder(resp.Body).Decode(&job)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 202 || err != nil || job.ID == "" || loc != "/v1/handlers/"+name+"/dlq/jobs/"+job.ID {
+		t.Fatalf("%s %s: HTTP %d, job %+v (%v), Location %q; want 202 and a job", action, body, resp.StatusCode, job, err, loc)
+	}
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		code, b := n.do(t, "GET", loc, "")
+		if code != 200 || json.Unmarshal(b, &job) != nil {
+			t.Fatalf("job %s: HTTP %d %s", loc, code, b)
+		}
+		return job.State != api.JobRunning
+	}, "the %s job to end", action)
+	return job
+}
+
+// A replay of all runs as a job: 202 with it, then its state and counts;
+// the entries it did are marked as in a request.
+func TestReplayAllRunsAsAJob(t *testing.T) {
+	n := startNode(t)
+	var fixed = make(chan struct{})
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) {
+		select {
+		case <-fixed:
+			return 200, nil, 0
+		default:
+			return 400, nil, 0
+		}
+	})
+	n.apply(t, fmt.Sprintf(`{"name":"jobbed","topic":"jt","http":{"url":%q}}`, ep.URL))
+	n.publishN(t, "jt", "j", 0, 1200, 13)
+	testkit.Eventually(t, 60*time.Second, func() bool { return n.dlq(t, "jobbed", "?limit=1").Total == 1200 }, "1200 dead letters")
+	close(fixed)
+	// Purge 100 of them by id: up to 500 ids are done in the request.
+	p := n.dlq(t, "jobbed", "?limit=100")
+	ids := make([]string, len(p.Entries))
+	for i, e := range p.Entries {
+		ids[i] = `"` + e.ID + `"`
+	}
+	if code, body := n.do(t, "POST", "/v1/handlers/jobbed/dlq/purge", `{"ids":[`+strings.Join(ids, ",")+`]}`); code != 200 || !strings.Contains(string(body), `"discarded": 100`) {
+		t.Fatalf("purge 100 by id: %d %s", code, body)
+	}
+	job := n.dlqJob(t, "jobbed", "replay", "", `{"all":true}`)
+	fmt.Printf("replay job: state %s, %d of %d entries, kind %s, topic %s\n", job.State, job.Done, job.Total, job.Kind, job.Topic)
+	if job.State != api.JobSucceeded || job.Done != 1100 || job.Total != 1100 || job.Kind != "replay" || job.Topic != "jobbed.dlq" || job.Error != "" || job.FinishedAt.IsZero() {
+		t.Fatalf("replay job: %+v", job)
+	}
+	testkit.Eventually(t, 60*time.Second, func() bool { return ep.okCount() == 1100 }, "1100 replayed deliveries")
+	if d := n.dlq(t, "jobbed", "?state=dead"); d.Total != 0 {
+		t.Fatalf("%d dead after the job", d.Total)
+	}
+	if r := n.dlq(t, "jobbed", "?state=replayed"); r.Total != 1100 {
+		t.Fatalf("%d replayed after the job", r.Total)
+	}
+	// The job is listed; an unknown one is 404.
+	code, body := n.do(t, "GET", "/v1/handlers/jobbed/dlq/jobs", "")
+	if code != 200 || !strings.Contains(string(body), job.ID) {
+		t.Fatalf("jobs: %d %s", code, body)
+	}
+	if code, body := n.do(t, "GET", "/v1/handlers/jobbed/dlq/jobs/nope", ""); code != 404 {
+		t.Fatalf("unknown job: %d %s", code, body)
+	}
+	// Purge of all: nothing dead is left, so a job of 0.
+	if job := n.dlqJob(t, "jobbed", "purge", "", `{"all":true}`); job.State != api.JobSucceeded || job.Done != 0 || job.Total != 0 {
+		t.Fatalf("purge job: %+v", job)
+	}
+}
+
+// Deleting a handler leaves its dead letters reachable by naming their
+// topic: listed, shown and purged with ?topic=, and replayed into a handler
+// re-created with the name, through its own replay topic. Only a
+// dead-letter topic of that handler can be named.
+func TestDeadLettersOfADeletedHandler(t *testing.T) {
+	n := startNode(t)
+	var fixed = make(chan struct{})
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) {
+		select {
+		case <-fixed:
+			return 200, nil, 0
+		default:
+			return 400, nil, 0
+		}
+	})
+	bystander := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 200, nil, 0 })
+	n.apply(t, fmt.Sprintf(`{"name":"phoenix","topic":"ashes","http":{"url":%q},"deadLetter":{"topic":"phoenix-graveyard"}}`, ep.URL))
+	n.apply(t, fmt.Sprintf(`{"name":"bystander","topic":"ashes","http":{"url":%q}}`, bystander.URL))
+	n.publishN(t, "ashes", "p", 0, 5, 5)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "phoenix", "").Total == 5 }, "5 dead letters")
+	testkit.Eventually(t, 30*time.Second, func() bool { return bystander.okCount() == 5 }, "the bystander got 5")
+	if code, body := n.do(t, "DELETE", "/v1/handlers/phoenix", ""); code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { c, _ := n.do(t, "GET", "/v1/handlers/phoenix", ""); return c == 404 }, "the handler gone")
+
+	// Without the topic: 404 that says how to reach them.
+	if code, body := n.do(t, "GET", "/v1/handlers/phoenix/dlq", ""); code != 404 || !strings.Contains(string(body), "?topic=") {
+		t.Fatalf("list of a deleted handler: %d %s", code, body)
+	}
+	code, body := n.do(t, "GET", "/v1/handlers/phoenix/dlq/topics", "")
+	var ts api.DeadLetterTopics
+	if code != 200 || json.Unmarshal(body, &ts) != nil || ts.Current != "" || len(ts.Retired) != 1 || ts.Retired[0].Topic != "phoenix-graveyard" {
+		t.Fatalf("topics of a deleted handler: %d %s", code, body)
+	}
+	p := n.dlq(t, "phoenix", "?topic=phoenix-graveyard")
+	if p.Total != 5 || p.Entries[0].State != "dead" || p.Entries[0].Topic != "phoenix-graveyard" {
+		t.Fatalf("list with ?topic=: %+v", p)
+	}
+	id := p.Entries[0].ID
+	if code, body := n.do(t, "GET", "/v1/handlers/phoenix/dlq/"+id+"?topic=phoenix-graveyard", ""); code != 200 || !strings.Contains(string(body), `"value": "p`) {
+		t.Fatalf("show with ?topic=: %d %s", code, body)
+	}
+	// Nothing else can be read so: not the source topic, not another
+	// handler's dead-letter topic, not an internal topic, not a bad name.
+	for _, c := range []struct {
+		query string
+		msg   string
+	}{
+		{"?topic=ashes", "not a dead-letter topic of handler"},
+		{"?topic=bystander.dlq", "not a dead-letter topic of handler"},
+		{"?topic=__sluice_dlq_state", "internal topic"},
+		{"?topic=__consumer_offsets", "internal topic"},
+		{"?topic=a%2Fb", "not a valid topic name"},
+	} {
+		code, body := n.do(t, "GET", "/v1/handlers/phoenix/dlq"+c.query, "")
+		var e api.Error
+		if code != 400 || json.Unmarshal(body, &e) != nil || e.Field != "topic" || !strings.Contains(e.Error, c.msg) {
+			t.Fatalf("GET dlq%s: %d %s; want 400 on topic containing %q", c.query, code, body, c.msg)
+		}
+	}
+	// A replay needs the handler: 404 until it is re-created.
+	if code, body := n.do(t, "POST", "/v1/handlers/phoenix/dlq/replay?topic=phoenix-graveyard", `{"ids":["`+id+`"]}`); code != 404 || !strings.Contains(string(body), "re-create") {
+		t.Fatalf("replay into a deleted handler: %d %s", code, body)
+	}
+	// Purge one while deleted.
+	if code, body := n.do(t, "DELETE", "/v1/handlers/phoenix/dlq/"+id+"?topic=phoenix-graveyard", ""); code != 200 {
+		t.Fatalf("discard with ?topic=: %d %s", code, body)
+	}
+	// Re-created with another dead-letter topic: the old entries replay
+	// into it, through its replay topic, and reach it alone.
+	close(fixed)
+	n.apply(t, fmt.Sprintf(`{"name":"phoenix","topic":"ashes","http":{"url":%q},"deadLetter":{"topic":"phoenix-graveyard-2"}}`, ep.URL))
+	if p := n.dlq(t, "phoenix", ""); p.Total != 0 {
+		t.Fatalf("the new dead-letter topic has %d entries", p.Total)
+	}
+	job := n.dlqJob(t, "phoenix", "replay", "?topic=phoenix-graveyard", `{"all":true}`)
+	fmt.Printf("deleted handler's dead letters: 5 listed, 1 purged, replay job into the re-created handler %s, %d of %d\n", job.State, job.Done, job.Total)
+	if job.State != api.JobSucceeded || job.Done != 4 || job.Topic != "phoenix-graveyard" {
+		t.Fatalf("replay job: %+v", job)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { return ep.okCount() == 4 }, "4 replayed deliveries")
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.handler(t, "phoenix").Status.Replayed == 4 }, "the re-created handler counts 4 replayed")
+	time.Sleep(time.Second)
+	bystander.mu.Lock()
+	total := 0
+	for _, c := range bystander.attempts {
+		total += c
+	}
+	bystander.mu.Unlock()
+	if total != 5 {
+		t.Fatalf("the bystander received %d requests, want 5: the replay reached it", total)
+	}
+	if p := n.dlq(t, "phoenix", "?topic=phoenix-graveyard&state=replayed"); p.Total != 4 {
+		t.Fatalf("%d replayed in the old topic", p.Total)
+	}
+	if p := n.dlq(t, "phoenix", "?topic=phoenix-graveyard&state=discarded"); p.Total != 1 || p.Entries[0].ID != id {
+		t.Fatalf("discarded in the old topic: %+v", p)
+	}
+}
+
+// Changing deadLetter.topic keeps the entries of the old topic reachable
+// and their states apart from the new topic's.
+func TestChangedDeadLetterTopicKeepsStatesApart(t *testing.T) {
+	n := startNode(t)
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 400, nil, 0 })
+	n.apply(t, fmt.Sprintf(`{"name":"mover","topic":"mt","http":{"url":%q},"deadLetter":{"topic":"mover-a"}}`, ep.URL))
+	n.publishN(t, "mt", "m", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "mover", "").Total == 1 }, "one dead letter")
+	first := n.dlq(t, "mover", "").Entries[0]
+	if code, body := n.do(t, "DELETE", "/v1/handlers/mover/dlq/"+first.ID, ""); code != 200 {
+		t.Fatalf("discard: %d %s", code, body)
+	}
+	n.apply(t, fmt.Sprintf(`{"name":"mover","topic":"mt","http":{"url":%q},"deadLetter":{"topic":"mover-b"}}`, ep.URL))
+	n.publishN(t, "mt", "m", 1, 2, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "mover", "").Total == 1 }, "one dead letter in the new topic")
+	second := n.dlq(t, "mover", "").Entries[0]
+	if second.ID != first.ID {
+		t.Fatalf("the new failure is at %s, not at %s: the scenario needs the same coordinates", second.ID, first.ID)
+	}
+	if second.State != "dead" {
+		t.Fatalf("the new failure at %s of mover-b is %s, want dead", second.ID, second.State)
+	}
+	if old := n.dlq(t, "mover", "?topic=mover-a"); old.Total != 1 || old.Entries[0].State != "discarded" {
+		t.Fatalf("the old topic: %+v", old)
+	}
+	code, body := n.do(t, "GET", "/v1/handlers/mover/dlq/topics", "")
+	if code != 200 || !strings.Contains(string(body), `"current": "mover-b"`) || !strings.Contains(string(body), `"topic": "mover-a"`) {
+		t.Fatalf("topics: %d %s", code, body)
+	}
+}
