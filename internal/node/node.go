@@ -52,12 +52,12 @@ type Node struct {
 	log      *slog.Logger
 	funcs    map[string]goHandler
 
-	mu        sync.Mutex
-	started   bool
-	brokers   []string
-	tc        *topics.Client
-	reg       *registry.Registry
-	dlq       *dlq.Queue
+	mu      sync.Mutex
+	started bool
+	brokers []string
+	tc      *topics.Client
+	reg     *registry.Registry
+	dlq     *dlq.Queue
 	// jobs runs the dead-letter replays and purges started through the
 	// API; they run until the node stops, not with the request.
 	jobs      *dlq.Jobs
