@@ -190,6 +190,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		if want := map[string]string{entryID: dlq.StateReplayed, otherID: dlq.StateDead}; !maps.Equal(states, want) {
 			t.Fatalf("entry states %v, want %v", states, want)
 		}
+
+		// Replaying all runs as a job in the node; the page follows it.
+		b.click(t, "replay-all")
+		b.waitFor(t, 5*time.Second, `document.getElementById("confirm").open`, "the confirmation dialog")
+		b.click(t, "confirm-ok")
+		testkit.Eventually(t, 20*time.Second, func() bool { return payments.okCount("pay-1") == 1 }, "the other message replayed")
+		b.waitFor(t, 20*time.Second, `document.querySelector('[data-testid="toast"]')?.textContent.includes("Replayed 1 entry of payments")`, "the job's outcome in the toast")
+		b.waitFor(t, 10*time.Second, b.stateIs("dlq-state-"+otherID, "replayed"), "entry %s shown as replayed", otherID)
+		if a := payments.attempts("pay-0"); a != 2 {
+			t.Fatalf("endpoint got pay-0 %d times, want 2: replay all took a replayed entry", a)
+		}
 	})
 
 	t.Run("publish from the topics page", func(t *testing.T) {

@@ -157,8 +157,23 @@ export function dlqPage(main, signal, name) {
     );
     if (!ok) return;
     try {
-      const res = await post(`/v1/handlers/${enc(name)}/dlq/${replay ? "replay" : "purge"}`, sel);
-      const n = replay ? res.replayed : res.discarded;
+      let res = await post(`/v1/handlers/${enc(name)}/dlq/${replay ? "replay" : "purge"}`, sel);
+      document.getElementById("entry").close();
+      let n = replay ? res.replayed : res.discarded;
+      if (res && res.id && res.state) {
+        // All (or many) run as a job in the node: follow it. It goes on
+        // if this page is left.
+        for (;;) {
+          if (res.state !== "running") break;
+          notify(`${replay ? "Replaying" : "Discarding"}: ${fmtInt(res.done)} of ${res.total ? fmtInt(res.total) : "…"} entries of ${name}…`);
+          await new Promise((r) => setTimeout(r, 1000));
+          if (signal.aborted) return;
+          res = await get(`/v1/handlers/${enc(name)}/dlq/jobs/${enc(res.id)}`);
+          refresh();
+        }
+        if (res.state === "failed") throw new Error(`The ${res.kind} job failed after ${fmtInt(res.done)} of ${fmtInt(res.total)} entries: ${res.error}`);
+        n = res.done;
+      }
       notify(`${replay ? "Replayed" : "Discarded"} ${fmtInt(n)} ${n === 1 ? "entry" : "entries"} of ${name}.`);
       for (const id of sel.ids || []) selected.delete(id);
       if (sel.all) selected.clear();
@@ -290,6 +305,9 @@ export function dlqPage(main, signal, name) {
         "dl",
         { class: "facts" },
         row("State", badge(e.state, "entry-state")),
+        e.duplicateOf ? row("Duplicate of", h("code", {}, e.duplicateOf), " (a further record of that entry's message; it shares its state)") : null,
+        e.duplicates && e.duplicates.length ? row("Duplicate records", h("code", {}, e.duplicates.join(" "))) : null,
+        e.replayOf ? row("Replay of", h("code", {}, e.replayOf)) : null,
         row("Attempts", fmtInt(e.attempts)),
         e.status ? row("HTTP status", String(e.status)) : null,
         row("Source", h("code", {}, `${e.sourceTopic} partition ${e.sourcePartition} offset ${e.sourceOffset}`)),
