@@ -1,6 +1,8 @@
 package sluice_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/internal/cli"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
@@ -68,8 +71,24 @@ func TestReplayAllRunsAsAJob(t *testing.T) {
 	if code, body := n.do(t, "POST", "/v1/handlers/jobbed/dlq/purge", `{"ids":[`+strings.Join(ids, ",")+`]}`); code != 200 || !strings.Contains(string(body), `"discarded": 100`) {
 		t.Fatalf("purge 100 by id: %d %s", code, body)
 	}
-	job := n.dlqJob(t, "jobbed", "replay", "", `{"all":true}`)
-	fmt.Printf("replay job: state %s, %d of %d entries, kind %s, topic %s\n", job.State, job.Done, job.Total, job.Kind, job.Topic)
+	// The CLI starts the job and follows it, with its progress on stderr.
+	var out, errOut bytes.Buffer
+	env := cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+	if rc := cli.Run(context.Background(), []string{"dlq", "replay", "jobbed", "--all", "--server", n.base}, env); rc != 0 {
+		t.Fatalf("sluice dlq replay --all: exit %d: %s", rc, errOut.String())
+	}
+	if out.String() != "replayed 1100 entries of jobbed\n" || !strings.Contains(errOut.String(), "replay: 1100 of 1100 entries\n") {
+		t.Fatalf("sluice dlq replay --all: stdout %q, stderr %q", out.String(), errOut.String())
+	}
+	code, body := n.do(t, "GET", "/v1/handlers/jobbed/dlq/jobs", "")
+	var jobs struct {
+		Jobs []api.DeadLetterJob `json:"jobs"`
+	}
+	if code != 200 || json.Unmarshal(body, &jobs) != nil || len(jobs.Jobs) != 1 {
+		t.Fatalf("jobs: %d %s", code, body)
+	}
+	job := jobs.Jobs[0]
+	fmt.Printf("replay job: state %s, %d of %d entries, kind %s, topic %s; the CLI printed %q\n", job.State, job.Done, job.Total, job.Kind, job.Topic, errOut.String())
 	if job.State != api.JobSucceeded || job.Done != 1100 || job.Total != 1100 || job.Kind != "replay" || job.Topic != "jobbed.dlq" || job.Error != "" || job.FinishedAt.IsZero() {
 		t.Fatalf("replay job: %+v", job)
 	}
@@ -80,11 +99,7 @@ func TestReplayAllRunsAsAJob(t *testing.T) {
 	if r := n.dlq(t, "jobbed", "?state=replayed"); r.Total != 1100 {
 		t.Fatalf("%d replayed after the job", r.Total)
 	}
-	// The job is listed; an unknown one is 404.
-	code, body := n.do(t, "GET", "/v1/handlers/jobbed/dlq/jobs", "")
-	if code != 200 || !strings.Contains(string(body), job.ID) {
-		t.Fatalf("jobs: %d %s", code, body)
-	}
+	// An unknown job is 404.
 	if code, body := n.do(t, "GET", "/v1/handlers/jobbed/dlq/jobs/nope", ""); code != 404 {
 		t.Fatalf("unknown job: %d %s", code, body)
 	}
@@ -192,6 +207,27 @@ func TestDeadLettersOfADeletedHandler(t *testing.T) {
 	}
 	if p := n.dlq(t, "phoenix", "?topic=phoenix-graveyard&state=discarded"); p.Total != 1 || p.Entries[0].ID != id {
 		t.Fatalf("discarded in the old topic: %+v", p)
+	}
+	// The CLI names the topics and reaches the old one.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"dlq", "topics", "phoenix"}, []string{"phoenix-graveyard-2 current -", "phoenix-graveyard retired 20"}},
+		{[]string{"dlq", "list", "phoenix", "--topic", "phoenix-graveyard", "--state", "replayed"}, []string{"4 of 4 entries"}},
+		{[]string{"dlq", "jobs", "phoenix"}, []string{job.ID, "succeeded", "phoenix-graveyard"}},
+	} {
+		var out, errOut bytes.Buffer
+		env := cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+		if rc := cli.Run(context.Background(), append(c.args, "--server", n.base), env); rc != 0 {
+			t.Fatalf("sluice %v: exit %d: %s", c.args, rc, errOut.String())
+		}
+		got := strings.Join(strings.Fields(strings.ReplaceAll(out.String(), "\n", " | ")), " ") // columns as single spaces
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Fatalf("sluice %v: %q lacks %q", c.args, out.String(), w)
+			}
+		}
 	}
 }
 
