@@ -37,10 +37,12 @@ const (
 )
 
 // DeadLetterJob is a replay or purge running in a node (202 from POST
-// .../dlq/replay or .../dlq/purge; GET /v1/handlers/{name}/dlq/jobs/{id}).
-// It is kept in the memory of the node that runs it: ask that node (Node)
-// for its progress. A node that crashes mid-job loses no entry (what was
-// not marked stays dead) but does not resume the job: start it again.
+// .../dlq/replay or .../dlq/purge; GET /v1/handlers/{name}/dlq/jobs/{id}
+// on any node). Its row in the dead-letter state topic is refreshed after
+// each batch and every 10s; a running job not refreshed for 60s (its node
+// crashed) shows as failed. A node that crashes mid-job loses no entry
+// (what was not marked stays dead) but does not resume the job: start it
+// again.
 type DeadLetterJob struct {
 	ID      string `json:"id"`
 	Handler string `json:"handler"`
@@ -59,6 +61,8 @@ type DeadLetterJob struct {
 	Node       string    `json:"node,omitempty"`
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// UpdatedAt is the last heartbeat or progress of a running job.
+	UpdatedAt time.Time `json:"updatedAt,omitzero"`
 }
 
 // Finished reports whether the job is over.

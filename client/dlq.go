@@ -203,7 +203,7 @@ func (c *Client) startDLQ(ctx context.Context, name, verb, doing string, sel api
 }
 
 // GetDeadLetterJob returns a dead-letter job of the named handler. Jobs
-// are kept by the node that runs them: ask that node (the job's Node).
+// are kept in the dead-letter state topic, so any node answers.
 func (c *Client) GetDeadLetterJob(ctx context.Context, name, id string) (api.DeadLetterJob, error) {
 	var j api.DeadLetterJob
 	if name == "" || id == "" {
@@ -213,8 +213,8 @@ func (c *Client) GetDeadLetterJob(ctx context.Context, name, id string) (api.Dea
 	return j, err
 }
 
-// ListDeadLetterJobs returns the named handler's dead-letter jobs on the
-// node asked, newest first.
+// ListDeadLetterJobs returns the named handler's dead-letter jobs (the
+// newest 20 finished ones and any running), newest first.
 func (c *Client) ListDeadLetterJobs(ctx context.Context, name string) ([]api.DeadLetterJob, error) {
 	var r struct {
 		Jobs []api.DeadLetterJob `json:"jobs"`

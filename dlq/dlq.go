@@ -103,9 +103,14 @@ func New(tc *topics.Client, brokers []string, dialer *kafka.Dialer, log *slog.Lo
 //	<handler>/<partition>-<offset>               legacy, without the topic
 //	topic:<handler>/<dlq topic>                  a dead-letter topic the handler left
 //
+//	job:<handler>/<job id>                       a replay or purge job (Job as JSON)
+//
 // Legacy keys were written by versions that did not record the topic; they
 // apply only as explained at legacyApplies.
-const topicKeyPrefix = "topic:"
+const (
+	topicKeyPrefix = "topic:"
+	jobKeyPrefix   = "job:"
+)
 
 // StateRetired is the value's state of a topic key: the handler stopped
 // using that dead-letter topic (it changed its deadLetter.topic or was
@@ -118,6 +123,7 @@ const (
 	keyEntry stateKeyKind = iota
 	keyLegacy
 	keyTopic
+	keyJob
 )
 
 // parseStateKey splits a state key and checks every part strictly.
@@ -131,6 +137,19 @@ func parseStateKey(key string) (kind stateKeyKind, handler, topic, id string, er
 			return 0, "", "", "", err
 		}
 		return keyTopic, handler, topic, "", CheckTopic(topic)
+	}
+	if rest, ok := strings.CutPrefix(key, jobKeyPrefix); ok {
+		handler, id, ok = strings.Cut(rest, "/")
+		if !ok {
+			return 0, "", "", "", errors.New("a job key needs handler/id")
+		}
+		if err := handlers.ValidateName(handler); err != nil {
+			return 0, "", "", "", err
+		}
+		if !validJobID(id) {
+			return 0, "", "", "", fmt.Errorf("%q is not a job id", id)
+		}
+		return keyJob, handler, "", id, nil
 	}
 	parts := strings.Split(key, "/")
 	switch len(parts) {
@@ -172,8 +191,10 @@ func CheckTopic(topic string) error {
 // record that is not one of ours must not change what an entry is. A
 // skipped record is logged once (each is read once per node) and counted.
 func (q *Queue) checkState(key string, value []byte, offset int64) bool {
-	kind, _, _, _, err := parseStateKey(key)
-	if err == nil && value != nil {
+	kind, handler, _, id, err := parseStateKey(key)
+	if err == nil && value != nil && kind == keyJob {
+		err = checkJob(handler, id, value)
+	} else if err == nil && value != nil {
 		var st stateRecord
 		dec := json.NewDecoder(bytes.NewReader(value))
 		dec.DisallowUnknownFields()
@@ -868,4 +889,103 @@ func (q *Queue) RetiredTopics(handler string) []RetiredTopic {
 func (q *Queue) IsRetired(handler, topic string) bool {
 	_, ok := q.states.Get(topicKey(handler, topic))
 	return ok
+}
+
+// validJobID reports whether id is a job id: 16 lowercase hex digits.
+func validJobID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxJobError bounds the error text kept with a job.
+const maxJobError = 1024
+
+// checkJob checks a stored job: it is shown to users and decides whether a
+// new job may start.
+func checkJob(handler, id string, value []byte) error {
+	var j Job
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.DisallowUnknownFields()
+	switch err := dec.Decode(&j); {
+	case err != nil:
+		return err
+	case dec.More():
+		return errors.New("trailing data after the job")
+	case j.ID != id || j.Handler != handler:
+		return errors.New("the job's id or handler differs from its key")
+	case j.Kind != JobReplay && j.Kind != JobDiscard:
+		return fmt.Errorf("unknown job kind %q", j.Kind)
+	case j.State != JobRunning && j.State != JobSucceeded && j.State != JobFailed:
+		return fmt.Errorf("unknown job state %q", j.State)
+	case j.Done < 0 || j.Total < 0:
+		return errors.New("negative counts")
+	case j.StartedAt.IsZero():
+		return errors.New("no start time")
+	case len(j.Error) > maxJobError+16 || len(j.Node) > 255 || !utf8.ValidString(j.Error) || !utf8.ValidString(j.Node):
+		return errors.New("error or node text too long or not UTF-8")
+	}
+	return CheckTopic(j.Topic)
+}
+
+func jobKey(handler, id string) string { return jobKeyPrefix + handler + "/" + id }
+
+// The queue keeps the jobs in its state topic, so that every node sees them.
+var _ JobStore = (*Queue)(nil)
+
+// PutJob writes j's row.
+func (q *Queue) PutJob(ctx context.Context, j Job) error {
+	if len(j.Error) > maxJobError {
+		j.Error = strings.ToValidUTF8(j.Error[:maxJobError], "") + "…"
+	}
+	v, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	_, err = q.states.Put(ctx, jobKey(j.Handler, j.ID), v)
+	return err
+}
+
+// GetJob returns handler's job id as last written.
+func (q *Queue) GetJob(handler, id string) (Job, bool) {
+	row, ok := q.states.Get(jobKey(handler, id))
+	if !ok {
+		return Job{}, false
+	}
+	var j Job
+	return j, json.Unmarshal(row.Value, &j) == nil
+}
+
+// ListJobs returns handler's stored jobs, newest first.
+func (q *Queue) ListJobs(handler string) []Job {
+	prefix := jobKey(handler, "")
+	var out []Job
+	for _, r := range q.states.Rows() {
+		if !strings.HasPrefix(r.Key, prefix) {
+			continue
+		}
+		var j Job
+		if json.Unmarshal(r.Value, &j) == nil {
+			out = append(out, j)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].StartedAt.Equal(out[b].StartedAt) {
+			return out[a].StartedAt.After(out[b].StartedAt)
+		}
+		return out[a].ID > out[b].ID
+	})
+	return out
+}
+
+// DeleteJob removes handler's job id.
+func (q *Queue) DeleteJob(ctx context.Context, handler, id string) error {
+	_, err := q.states.Put(ctx, jobKey(handler, id), nil)
+	return err
 }

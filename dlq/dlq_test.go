@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -319,9 +320,9 @@ func TestReplayOfIsCarriedToTheNextFailure(t *testing.T) {
 
 // Jobs run one at a time per handler, report progress and their outcome.
 func TestJobsOnePerHandler(t *testing.T) {
-	j := NewJobs(context.Background(), "n1")
+	j := NewJobs(context.Background(), "n1", nil)
 	release := make(chan struct{})
-	first, err := j.Start("h", JobReplay, "h.dlq", func(ctx context.Context, p Progress) (int, error) {
+	first, err := j.Start(context.Background(), "h", JobReplay, "h.dlq", func(ctx context.Context, p Progress) (int, error) {
 		p(0, 3)
 		p(2, 3)
 		<-release
@@ -330,10 +331,10 @@ func TestJobsOnePerHandler(t *testing.T) {
 	if err != nil || first.State != JobRunning {
 		t.Fatalf("start: %+v %v", first, err)
 	}
-	if _, err := j.Start("h", JobDiscard, "h.dlq", func(context.Context, Progress) (int, error) { return 0, nil }); !errors.Is(err, ErrJobRunning) {
+	if _, err := j.Start(context.Background(), "h", JobDiscard, "h.dlq", func(context.Context, Progress) (int, error) { return 0, nil }); !errors.Is(err, ErrJobRunning) {
 		t.Fatalf("a second job of h: %v, want ErrJobRunning", err)
 	}
-	other, err := j.Start("g", JobDiscard, "g.dlq", func(context.Context, Progress) (int, error) { return 0, errors.New("broker gone") })
+	other, err := j.Start(context.Background(), "g", JobDiscard, "g.dlq", func(context.Context, Progress) (int, error) { return 0, errors.New("broker gone") })
 	if err != nil {
 		t.Fatalf("a job of another handler: %v", err)
 	}
@@ -350,11 +351,91 @@ func TestJobsOnePerHandler(t *testing.T) {
 	if _, err := j.Get("g", first.ID); !errors.Is(err, ErrNoJob) {
 		t.Fatalf("a job asked for under another handler: %v", err)
 	}
-	if _, err := j.Start("h", JobDiscard, "h.dlq", func(context.Context, Progress) (int, error) { return 0, nil }); err != nil {
+	if _, err := j.Start(context.Background(), "h", JobDiscard, "h.dlq", func(context.Context, Progress) (int, error) { return 0, nil }); err != nil {
 		t.Fatalf("a job after the first ended: %v", err)
 	}
 	j.Wait()
 	if l := j.List("h"); len(l) != 2 {
 		t.Fatalf("jobs of h: %d", len(l))
+	}
+}
+
+// With the state topic as their store, jobs are seen from every node, one
+// runs per handler across nodes, and a running job whose node stopped
+// refreshing it shows as failed and no longer blocks a new one.
+func TestStoredJobsAreSeenEverywhere(t *testing.T) {
+	q1, _, brokers := testQueue(t)
+	q2 := runQueue(t, testkit.Topics(t, brokers), brokers)
+	ctx := context.Background()
+	jctx, stop := context.WithCancel(ctx)
+	j1, j2 := NewJobs(jctx, "node-1", q1), NewJobs(jctx, "node-2", q2)
+	release := make(chan struct{})
+	job, err := j1.Start(ctx, "h", JobReplay, "h.dlq", func(ctx context.Context, p Progress) (int, error) {
+		p(500, 1200)
+		<-release
+		return 1200, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		got, err := j2.Get("h", job.ID)
+		return err == nil && got.Done == 500 && got.Total == 1200 && got.State == JobRunning && got.Node == "node-1"
+	}, "node 2 to see the job at 500 of 1200")
+	if _, err := j2.Start(ctx, "h", JobDiscard, "h.dlq", func(context.Context, Progress) (int, error) { return 0, nil }); !errors.Is(err, ErrJobRunning) || !strings.Contains(err.Error(), "node-1") {
+		t.Fatalf("a second job of h on node 2: %v, want ErrJobRunning naming node-1", err)
+	}
+	close(release)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		got, _ := j2.Get("h", job.ID)
+		return got.State == JobSucceeded && got.Done == 1200
+	}, "node 2 to see the job succeed")
+	// A crashed node's job: running, not refreshed for longer than
+	// JobStaleAfter.
+	old := time.Now().Add(-2 * JobStaleAfter).UTC()
+	ghost := Job{ID: "00112233aabbccdd", Handler: "g", Kind: JobReplay, Topic: "g.dlq", State: JobRunning, Done: 500, Total: 900,
+		Node: "node-9", StartedAt: old, UpdatedAt: old}
+	if err := q1.PutJob(ctx, ghost); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j2.Get("g", ghost.ID)
+	if err != nil || got.State != JobFailed || !strings.Contains(got.Error, "abandoned") || got.Done != 500 {
+		t.Fatalf("a crashed node's job: %+v %v", got, err)
+	}
+	if _, err := j2.Start(ctx, "g", JobReplay, "g.dlq", func(context.Context, Progress) (int, error) { return 0, nil }); err != nil {
+		t.Fatalf("a job after an abandoned one: %v", err)
+	}
+	// A job cut short by the node stopping says so.
+	cut, err := j1.Start(ctx, "c", JobDiscard, "c.dlq", func(ctx context.Context, p Progress) (int, error) {
+		p(0, 10)
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	j1.Wait()
+	j2.Wait()
+	if got, _ := j2.Get("c", cut.ID); got.State != JobFailed || !strings.Contains(got.Error, "node stopped mid-job") {
+		t.Fatalf("a job cut short: %+v", got)
+	}
+	if l := j2.List("h"); len(l) != 1 || l[0].ID != job.ID {
+		t.Fatalf("jobs of h on node 2: %+v", l)
+	}
+	// Forged job rows are refused.
+	for _, c := range []struct{ key, value string }{
+		{"job:h/" + job.ID, `{"id":"ffffffffffffffff","handler":"h","kind":"replay","topic":"h.dlq","state":"running","done":0,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`},
+		{"job:h/xyz", `{}`},
+		{"job:h/" + job.ID, `{"id":"` + job.ID + `","handler":"h","kind":"delete","topic":"h.dlq","state":"running","done":0,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`},
+		{"job:h/" + job.ID, `{"id":"` + job.ID + `","handler":"h","kind":"replay","topic":"__x","state":"running","done":0,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`},
+		{"job:h/" + job.ID, `{"id":"` + job.ID + `","handler":"h","kind":"replay","topic":"h.dlq","state":"running","done":-1,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`},
+	} {
+		if q1.checkState(c.key, []byte(c.value), 0) {
+			t.Errorf("checkState admitted %s = %s", c.key, c.value)
+		}
+	}
+	if !q1.checkState("job:h/"+job.ID, []byte(`{"id":"`+job.ID+`","handler":"h","kind":"replay","topic":"h.dlq","state":"running","done":0,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`), 0) {
+		t.Error("checkState refused a valid job row")
 	}
 }

@@ -37,7 +37,7 @@ listed as the entry's duplicates and share its state.
 
 Replaying or purging --all (or more than 500 IDs) runs as a job in the
 node: the command follows it and prints its progress; the job goes on if
-the command is interrupted ("sluice dlq jobs NAME" shows it).
+the command is interrupted ("sluice dlq jobs NAME" shows it, from any node).
 
 --topic names another dead-letter topic of the handler: one it used before
 its deadLetter.topic changed, or before it was deleted ("sluice dlq topics
@@ -458,12 +458,15 @@ func newDLQJobsCmd(env Env, conn *apiConn) *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "jobs NAME [JOB]",
-		Short: "List a handler's dead-letter jobs on the node, or show (and follow) one",
+		Short: "List a handler's dead-letter replay and purge jobs, or show (and follow) one",
 		Long: `List a handler's dead-letter replay and purge jobs, or show one.
 
-A job is kept by the node that runs it, in memory: ask that node (the NODE
-column). A node that stops mid-job loses no entry (what the job did not
-mark stays dead) but does not resume it: start it again.`,
+Any node shows every job: each is kept in the dead-letter state topic and
+refreshed by the node that runs it (the NODE column) after each batch and
+every 10s. A running job that its node stopped refreshing for 60s (the
+node crashed) shows as failed. A node that stops mid-job loses no entry
+(what the job did not mark stays dead) but does not resume it: start it
+again.`,
 		Example: `  sluice dlq jobs orders-audit
   sluice dlq jobs orders-audit 9f1c2a7b40d3e118 --wait`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -513,7 +516,7 @@ mark stays dead) but does not resume it: start it again.`,
 				return writeData(env.Stdout, *out, jobs)
 			}
 			if len(jobs) == 0 {
-				fmt.Fprintf(env.Stderr, "no dead-letter jobs of %s on this node\n", name)
+				fmt.Fprintf(env.Stderr, "no dead-letter jobs of %s\n", name)
 				return nil
 			}
 		}

@@ -499,7 +499,7 @@ func (n *Node) StartDeadLetterJob(ctx context.Context, name, topic, kind string,
 		return api.DeadLetterJob{}, fmt.Errorf("unknown dead-letter job kind %q", kind)
 	}
 	s := dlq.Selection(sel)
-	job, err := n.jobs.Start(name, kind, topic, func(ctx context.Context, progress dlq.Progress) (int, error) {
+	job, err := n.jobs.Start(ctx, name, kind, topic, func(ctx context.Context, progress dlq.Progress) (int, error) {
 		count, err := run(ctx, s, progress)
 		if err != nil {
 			n.log.Error("dead-letter job failed", "handler", name, "kind", kind, "topic", topic, "done", count, "err", err)

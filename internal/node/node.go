@@ -194,7 +194,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopJobs()
-	n.jobs = dlq.NewJobs(jobsCtx, n.nodeID)
+	n.jobs = dlq.NewJobs(jobsCtx, n.nodeID, n.dlq)
 	srv := n.serveAPI(ln, tel, &wg)
 	// The state tables and the sampler outlive the handlers' drain: the
 	// supervisor needs the registry until every runner has stopped.
