@@ -678,6 +678,17 @@ func parseID(id string) (int, int64, error) {
 	return p, off, nil
 }
 
+// CheckIDs checks that every id is an entry id, without reading anything:
+// what a job checks before it starts.
+func CheckIDs(ids []string) error {
+	for _, id := range ids {
+		if _, _, err := parseID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Selection names the entries an operation applies to: ids, or all entries
 // in state dead.
 type Selection struct {

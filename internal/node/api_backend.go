@@ -479,6 +479,9 @@ func (n *Node) DiscardDeadLetters(ctx context.Context, name, topic string, sel a
 // StartDeadLetterJob implements api.Backend. The job runs in this node
 // until it ends or the node stops.
 func (n *Node) StartDeadLetterJob(ctx context.Context, name, topic, kind string, sel api.Selection) (api.DeadLetterJob, error) {
+	if err := dlq.CheckIDs(sel.IDs); err != nil {
+		return api.DeadLetterJob{}, asAPIError(err)
+	}
 	var run func(context.Context, dlq.Selection, dlq.Progress) (int, error)
 	switch kind {
 	case api.JobReplay:
