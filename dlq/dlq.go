@@ -193,7 +193,9 @@ func CheckTopic(topic string) error {
 func (q *Queue) checkState(key string, value []byte, offset int64) bool {
 	kind, handler, _, id, err := parseStateKey(key)
 	if err == nil && value != nil && kind == keyJob {
-		err = checkJob(handler, id, value)
+		if err = checkJob(handler, id, value); err == nil && q.staleJob(key, value) {
+			return false // not invalid: a late write of a job that has ended
+		}
 	} else if err == nil && value != nil {
 		var st stateRecord
 		dec := json.NewDecoder(bytes.NewReader(value))
@@ -405,8 +407,11 @@ func decode(handler, topic string, m topics.Message, withPayload bool) (Entry, b
 // (sluice-dlq-source) and the same replay-of (sluice-dlq-replay-of, empty
 // for a first failure) are one entry, and the record with the lowest
 // offset (then the lowest partition) is the entry; the others are its
-// Duplicates. A record without a source id is an entry of its own. The
-// entry's state is the latest state set on any of its records. Only the
+// Duplicates. A record without a source id is an entry of its own, and so
+// is one that failed after the entry it would join was replayed or
+// discarded (a failure, not a duplicate, of a replay written by an earlier
+// version, which did not record replay-of). The entry's state is the
+// latest state set on any of its records. Only the
 // records given are folded: a listing reads the newest ScanLimit records
 // of each partition, so a duplicate whose first record is older than that
 // shows as an entry of its own there (a replay or purge of all reads
@@ -425,9 +430,15 @@ func (q *Queue) group(handler, topic string, recs []Entry) []Entry {
 		if e.hasSource {
 			k := gkey{e.sourceID(), e.ReplayOf}
 			if i, ok := idx[k]; ok {
-				out[i].Duplicates = append(out[i].Duplicates, e.ID)
-				out[i].members = append(out[i].members, member{e.ID, e.LastFailure})
-				continue
+				// A record that failed after its entry was replayed or
+				// discarded is a new failure, not a duplicate: the failure
+				// of a replay written by a version that did not record
+				// replay-of, or a redelivery that came that late.
+				if st, at := q.state(handler, topic, out[i].members); st == StateDead || !e.LastFailure.After(at) {
+					out[i].Duplicates = append(out[i].Duplicates, e.ID)
+					out[i].members = append(out[i].members, member{e.ID, e.LastFailure})
+					continue
+				}
 			}
 			idx[k] = len(out)
 		}
@@ -946,6 +957,25 @@ func checkJob(handler, id string, value []byte) error {
 }
 
 func jobKey(handler, id string) string { return jobKeyPrefix + handler + "/" + id }
+
+// staleJob reports whether a job row says running while the row it would
+// replace says the job ended: a progress write that landed after the
+// outcome. Every node applies the same records in the same order, so every
+// node keeps the outcome.
+func (q *Queue) staleJob(key string, value []byte) bool {
+	if q.states == nil {
+		return false
+	}
+	row, ok := q.states.Get(key)
+	if !ok {
+		return false
+	}
+	var prev, next Job
+	if json.Unmarshal(row.Value, &prev) != nil || json.Unmarshal(value, &next) != nil {
+		return false
+	}
+	return prev.State != JobRunning && next.State == JobRunning
+}
 
 // The queue keeps the jobs in its state topic, so that every node sees them.
 var _ JobStore = (*Queue)(nil)

@@ -180,7 +180,7 @@ func TestDuplicateRecordsAreOneEntry(t *testing.T) {
 	if err := tc.Create(ctx, topic, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour) // failures before any mark
 	// Ten source messages; message 2 dead-lettered three times, 4 and 6
 	// twice: 14 records.
 	writes := map[int]int{2: 3, 4: 2, 6: 2}
@@ -398,6 +398,7 @@ func TestStoredJobsAreSeenEverywhere(t *testing.T) {
 	if err := q1.PutJob(ctx, ghost); err != nil {
 		t.Fatal(err)
 	}
+	testkit.Eventually(t, 20*time.Second, func() bool { _, err := j2.Get("g", ghost.ID); return err == nil }, "node 2 to read the crashed node's job")
 	got, err := j2.Get("g", ghost.ID)
 	if err != nil || got.State != JobFailed || !strings.Contains(got.Error, "abandoned") || got.Done != 500 {
 		t.Fatalf("a crashed node's job: %+v %v", got, err)
@@ -417,9 +418,12 @@ func TestStoredJobsAreSeenEverywhere(t *testing.T) {
 	stop()
 	j1.Wait()
 	j2.Wait()
-	if got, _ := j2.Get("c", cut.ID); got.State != JobFailed || !strings.Contains(got.Error, "node stopped mid-job") {
-		t.Fatalf("a job cut short: %+v", got)
-	}
+	// Node 2 reads the outcome once its table has the row.
+	var last Job
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		last, _ = j2.Get("c", cut.ID)
+		return last.State == JobFailed && strings.Contains(last.Error, "node stopped mid-job")
+	}, "node 2 to see the job cut short: %+v", &last)
 	if l := j2.List("h"); len(l) != 1 || l[0].ID != job.ID {
 		t.Fatalf("jobs of h on node 2: %+v", l)
 	}
@@ -435,7 +439,51 @@ func TestStoredJobsAreSeenEverywhere(t *testing.T) {
 			t.Errorf("checkState admitted %s = %s", c.key, c.value)
 		}
 	}
-	if !q1.checkState("job:h/"+job.ID, []byte(`{"id":"`+job.ID+`","handler":"h","kind":"replay","topic":"h.dlq","state":"running","done":0,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`), 0) {
+	const fresh = "0123456789abcdef"
+	if !q1.checkState("job:h/"+fresh, []byte(`{"id":"`+fresh+`","handler":"h","kind":"replay","topic":"h.dlq","state":"running","done":0,"total":0,"startedAt":"2026-01-01T00:00:00Z"}`), 0) {
 		t.Error("checkState refused a valid job row")
+	}
+	// A progress write that lands after the job's outcome is not applied,
+	// and is not counted as invalid.
+	invalid := q1.InvalidStates()
+	if q1.checkState("job:h/"+job.ID, []byte(`{"id":"`+job.ID+`","handler":"h","kind":"replay","topic":"h.dlq","state":"running","done":500,"total":1200,"startedAt":"2026-01-01T00:00:00Z"}`), 0) {
+		t.Error("checkState applied a running row over the job's outcome")
+	}
+	if q1.InvalidStates() != invalid {
+		t.Error("a late progress row was counted as invalid")
+	}
+}
+
+// A record of the same source that failed after its entry was replayed is
+// a new failure (an earlier version did not record replay-of), not a
+// duplicate folded into the replayed entry, where it would never be
+// replayed.
+func TestFailureAfterTheEntryWasReplayedIsANewEntry(t *testing.T) {
+	q, tc, _ := testQueue(t)
+	ctx := context.Background()
+	if err := tc.Create(ctx, "l.dlq", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := q.DeadLetter(ctx, "l.dlq", msg("src", 0, 3, "x"), failure("l", now.Add(-time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DeadLetter(ctx, "l.dlq", msg("src", 0, 3, "x"), failure("l", now.Add(-time.Minute))); err != nil { // a duplicate
+		t.Fatal(err)
+	}
+	write := func(context.Context, []topics.Record) error { return nil }
+	if n, err := q.ReplayVia(ctx, "l", "l.dlq", write, Selection{All: true}, nil); err != nil || n != 1 {
+		t.Fatalf("first replay: %d %v", n, err)
+	}
+	// The replay failed again, dead-lettered without sluice-dlq-replay-of.
+	if err := q.DeadLetter(ctx, "l.dlq", msg("src", 0, 3, "x"), failure("l", time.Now().Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	p := listAll(t, q, "l", "l.dlq", Filter{})
+	if p.Total != 2 || p.DuplicateRecords != 1 || p.Entries[0].ID != "0-2" || p.Entries[0].State != StateDead || p.Entries[1].State != StateReplayed {
+		t.Fatalf("entries: %+v", p)
+	}
+	if n, err := q.ReplayVia(ctx, "l", "l.dlq", write, Selection{All: true}, nil); err != nil || n != 1 {
+		t.Fatalf("second replay: %d %v", n, err)
 	}
 }

@@ -171,16 +171,23 @@ func runningErr(o Job) error {
 
 func (j *Jobs) run(job *Job, fn func(ctx context.Context, progress Progress) (int, error)) {
 	defer j.wg.Done()
-	save := func(ctx context.Context) {
+	// Saves are one at a time, and each waits for its write to land
+	// (never cancelled midway by the job's end), so that the rows are
+	// written in order and the last one is the outcome. A lost write is
+	// made good by the next; the heartbeat keeps the row fresh.
+	var saving sync.Mutex
+	save := func() {
 		if j.store == nil {
 			return
 		}
+		saving.Lock()
+		defer saving.Unlock()
 		j.mu.Lock()
 		job.UpdatedAt = time.Now().UTC()
 		snap := *job
 		j.mu.Unlock()
-		// A lost write is made good by the next; the heartbeat keeps the
-		// row fresh.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 10*time.Second)
+		defer cancel()
 		_ = j.store.PutJob(ctx, snap)
 	}
 	hbDone := make(chan struct{})
@@ -192,7 +199,7 @@ func (j *Jobs) run(job *Job, fn func(ctx context.Context, progress Progress) (in
 		for {
 			select {
 			case <-t.C:
-				save(j.ctx)
+				save()
 			case <-hbDone:
 				return
 			case <-j.ctx.Done():
@@ -204,7 +211,7 @@ func (j *Jobs) run(job *Job, fn func(ctx context.Context, progress Progress) (in
 		j.mu.Lock()
 		job.Done, job.Total = done, total
 		j.mu.Unlock()
-		save(j.ctx)
+		save()
 	})
 	close(hbDone)
 	<-hbStopped
@@ -240,9 +247,7 @@ func (j *Jobs) run(job *Job, fn func(ctx context.Context, progress Progress) (in
 	j.order = order
 	j.mu.Unlock()
 	// The outcome is written even if the node is stopping.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), 5*time.Second)
-	defer cancel()
-	save(ctx)
+	save()
 }
 
 // Get returns handler's job id: this node's own, else the stored one.
