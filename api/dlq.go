@@ -75,7 +75,7 @@ type DeadLetterTopics struct {
 	// handler (it was deleted).
 	Current string `json:"current,omitempty"`
 	// Retired are the topics it used before (deadLetter.topic changed, or
-	// the handler was deleted), oldest name first.
+	// the handler was deleted), by name.
 	Retired []RetiredTopic `json:"retired"`
 }
 
