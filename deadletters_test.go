@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/internal/cli"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/topics"
 )
 
 // dlqJob posts a replay or purge (action) that runs as a job, checks the
@@ -259,5 +260,36 @@ func TestChangedDeadLetterTopicKeepsStatesApart(t *testing.T) {
 	code, body := n.do(t, "GET", "/v1/handlers/mover/dlq/topics", "")
 	if code != 200 || !strings.Contains(string(body), `"current": "mover-b"`) || !strings.Contains(string(body), `"topic": "mover-a"`) {
 		t.Fatalf("topics: %d %s", code, body)
+	}
+}
+
+// One replay or purge job per handler runs at a time across the fleet: a
+// job another node runs (its row fresh in the state topic) makes a second
+// 409, naming it; a synchronous replay by id is not a job and goes on.
+func TestASecondDeadLetterJobIsAConflict(t *testing.T) {
+	n := startNode(t)
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 400, nil, 0 })
+	n.apply(t, fmt.Sprintf(`{"name":"busy","topic":"bt","http":{"url":%q}}`, ep.URL))
+	n.publishN(t, "bt", "b", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "busy", "").Total == 1 }, "one dead letter")
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	row := fmt.Sprintf(`{"id":"aaaabbbbccccdddd","handler":"busy","kind":"replay","topic":"busy.dlq","state":"running","done":500,"total":9000,"node":"node-elsewhere:8080","startedAt":%q,"updatedAt":%q}`, now, now)
+	tc := testkit.Topics(t, n.app.Brokers())
+	if _, err := tc.Produce(context.Background(), "__sluice_dlq_state", []topics.Record{{Key: []byte("job:busy/aaaabbbbccccdddd"), Value: []byte(row), Partition: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		c, _ := n.do(t, "GET", "/v1/handlers/busy/dlq/jobs/aaaabbbbccccdddd", "")
+		return c == 200
+	}, "the other node's job to be read")
+	for _, action := range []string{"replay", "purge"} {
+		code, body := n.do(t, "POST", "/v1/handlers/busy/dlq/"+action, `{"all":true}`)
+		if code != 409 || !strings.Contains(string(body), "node-elsewhere:8080") || !strings.Contains(string(body), "500 of 9000") {
+			t.Fatalf("%s of all while a job runs: %d %s; want 409 naming the job", action, code, body)
+		}
+	}
+	id := n.dlq(t, "busy", "").Entries[0].ID
+	if code, body := n.do(t, "POST", "/v1/handlers/busy/dlq/purge", `{"ids":["`+id+`"]}`); code != 200 {
+		t.Fatalf("purge by id while a job runs: %d %s", code, body)
 	}
 }
