@@ -131,37 +131,56 @@ func (j *Jobs) Start(ctx context.Context, handler, kind, topic string, fn func(c
 	job := &Job{ID: hex.EncodeToString(b[:]), Handler: handler, Kind: kind, Topic: topic, State: JobRunning,
 		Node: j.node, StartedAt: now, UpdatedAt: now}
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if id, ok := j.running[handler]; ok {
-		return Job{}, runningErr(*j.jobs[id])
+		err := runningErr(*j.jobs[id])
+		j.mu.Unlock()
+		return Job{}, err
 	}
-	if j.store != nil {
-		stored := j.store.ListJobs(handler)
-		for _, o := range stored {
-			if o = live(o, now); o.State == JobRunning {
-				return Job{}, runningErr(o)
-			}
-		}
-		if err := j.store.PutJob(ctx, *job); err != nil {
-			return Job{}, fmt.Errorf("recording the job: %w", err)
-		}
-		// Keep the newest finished jobs of the handler.
-		finished := 0
-		for _, o := range stored {
-			if o.State != JobRunning {
-				if finished++; finished >= keptJobs {
-					_ = j.store.DeleteJob(ctx, handler, o.ID)
-				}
-			}
-		}
-	}
+	// Held for the handler while the store is asked, without the lock.
 	j.jobs[job.ID] = job
-	j.order = append(j.order, job.ID)
 	j.running[handler] = job.ID
+	j.mu.Unlock()
+	if err := j.check(ctx, job, now); err != nil {
+		j.mu.Lock()
+		delete(j.jobs, job.ID)
+		delete(j.running, handler)
+		j.mu.Unlock()
+		return Job{}, err
+	}
+	j.mu.Lock()
+	j.order = append(j.order, job.ID)
 	started := *job
 	j.wg.Add(1)
+	j.mu.Unlock()
 	go j.run(job, fn)
 	return started, nil
+}
+
+// check refuses a job while the store has another running job of its
+// handler, then records it and forgets the handler's oldest finished jobs.
+func (j *Jobs) check(ctx context.Context, job *Job, now time.Time) error {
+	if j.store == nil {
+		return nil
+	}
+	stored := j.store.ListJobs(job.Handler)
+	for _, o := range stored {
+		if o = live(o, now); o.State == JobRunning {
+			return runningErr(o)
+		}
+	}
+	if err := j.store.PutJob(ctx, *job); err != nil {
+		return fmt.Errorf("recording the job: %w", err)
+	}
+	// Keep the newest finished jobs of the handler (stored is newest first).
+	finished := 0
+	for _, o := range stored {
+		if o.State != JobRunning {
+			if finished++; finished >= keptJobs {
+				_ = j.store.DeleteJob(ctx, job.Handler, o.ID)
+			}
+		}
+	}
+	return nil
 }
 
 func runningErr(o Job) error {
