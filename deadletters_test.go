@@ -108,6 +108,22 @@ func TestReplayAllRunsAsAJob(t *testing.T) {
 	if job := n.dlqJob(t, "jobbed", "purge", "", `{"all":true}`); job.State != api.JobSucceeded || job.Done != 0 || job.Total != 0 {
 		t.Fatalf("purge job: %+v", job)
 	}
+	// More than 500 ids are a job too; one that is not an id is refused
+	// before it starts.
+	many := n.dlq(t, "jobbed", "?state=replayed&limit=600")
+	ids = make([]string, len(many.Entries))
+	for i, e := range many.Entries {
+		ids[i] = `"` + e.ID + `"`
+	}
+	if code, body := n.do(t, "POST", "/v1/handlers/jobbed/dlq/purge", `{"ids":[`+strings.Join(ids, ",")+`,"x"]}`); code != 404 || !strings.Contains(string(body), "not an entry id") {
+		t.Fatalf("purge of 601 ids, one not an id: %d %s", code, body)
+	}
+	if job := n.dlqJob(t, "jobbed", "purge", "", `{"ids":[`+strings.Join(ids, ",")+`]}`); job.State != api.JobSucceeded || job.Done != 600 || job.Total != 600 {
+		t.Fatalf("purge job of 600 ids: %+v", job)
+	}
+	if d := n.dlq(t, "jobbed", "?state=discarded&limit=1"); d.Total != 700 {
+		t.Fatalf("%d discarded, want 700", d.Total)
+	}
 }
 
 // Deleting a handler leaves its dead letters reachable by naming their
