@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/cli"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/topics"
@@ -308,4 +310,32 @@ func TestASecondDeadLetterJobIsAConflict(t *testing.T) {
 	if code, body := n.do(t, "POST", "/v1/handlers/busy/dlq/purge", `{"ids":["`+id+`"]}`); code != 200 {
 		t.Fatalf("purge by id while a job runs: %d %s", code, body)
 	}
+}
+
+// A Go handler whose compiled spec moves its dead-letter topic records the
+// topic it leaves when the node starts with the new spec, as an apply
+// through the API does.
+func TestGoHandlerThatMovesItsDeadLetterTopicRetiresTheOld(t *testing.T) {
+	dir := t.TempDir()
+	opts := []sluice.Option{sluice.WithDataDir(dir), sluice.WithKafkaAddr("127.0.0.1:0"), sluice.WithHTTPAddr("127.0.0.1:0"), sluice.WithLogger(testkit.Logger())}
+	start := func(dlqTopic string) *node {
+		app, err := sluice.New(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := sluice.Spec{Name: "mover-go", Topic: "mg", DeadLetter: &handlers.DeadLetterSpec{Topic: dlqTopic}}
+		if err := app.Handle(spec, func(context.Context, *sluice.Message) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return runNode(t, app)
+	}
+	n := start("mover-go-a")
+	testkit.Eventually(t, 20*time.Second, func() bool { c, _ := n.do(t, "GET", "/v1/handlers/mover-go", ""); return c == 200 }, "the Go handler registered")
+	n.stop()
+	n = start("mover-go-b")
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		_, body := n.do(t, "GET", "/v1/handlers/mover-go/dlq/topics", "")
+		var ts api.DeadLetterTopics
+		return json.Unmarshal(body, &ts) == nil && ts.Current == "mover-go-b" && len(ts.Retired) == 1 && ts.Retired[0].Topic == "mover-go-a"
+	}, "mover-go-a retired, mover-go-b current")
 }

@@ -301,7 +301,7 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 			MemberData:        n.memberData(),
 			Logger:            n.log,
 		},
-		dead: dq, parker: retrytopics.New(tc), queues: qs,
+		dead: dq, dlq: dq, parker: retrytopics.New(tc), queues: qs,
 		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
 	})
 	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)
