@@ -315,6 +315,13 @@ func TestDLQReplayAndPurge(t *testing.T) {
 			wantStates: map[string]string{"1-3": "replayed", "0-7": "replayed", "0-2": "replayed"},
 		},
 		{
+			name:       "replay all detached starts the job and does not follow it",
+			args:       []string{"dlq", "replay", "orders", "--all", "--detach"},
+			wantOut:    "started replay job job1 of orders on node fake-node; follow it with: sluice dlq jobs orders job1 --wait\n",
+			wantReq:    fakeRequest{"POST", "/v1/handlers/orders/dlq/replay", `{"all":true}`},
+			wantStates: map[string]string{"1-3": "replayed", "0-7": "replayed", "0-2": "replayed"},
+		},
+		{
 			name:       "purge one",
 			args:       []string{"deadletters", "purge", "orders", "0-7"},
 			wantOut:    "discarded 1 entry of orders\n",
