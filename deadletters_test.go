@@ -339,3 +339,26 @@ func TestGoHandlerThatMovesItsDeadLetterTopicRetiresTheOld(t *testing.T) {
 		return json.Unmarshal(body, &ts) == nil && ts.Current == "mover-go-b" && len(ts.Retired) == 1 && ts.Retired[0].Topic == "mover-go-a"
 	}, "mover-go-a retired, mover-go-b current")
 }
+
+// A replayed message that fails again is a new entry, not a duplicate of
+// the one replayed: it keeps its source id, and carries the entry it
+// replays through the consumer to its dead letter.
+func TestAReplayThatFailsAgainIsANewEntry(t *testing.T) {
+	n := startNode(t)
+	ep := newScripted(t, func(string, int) (int, http.Header, time.Duration) { return 400, nil, 0 })
+	n.apply(t, fmt.Sprintf(`{"name":"stubborn","topic":"st","http":{"url":%q}}`, ep.URL))
+	n.publishN(t, "st", "s", 0, 1, 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "stubborn", "").Total == 1 }, "one dead letter")
+	first := n.dlq(t, "stubborn", "").Entries[0]
+	if code, body := n.do(t, "POST", "/v1/handlers/stubborn/dlq/replay", `{"ids":["`+first.ID+`"]}`); code != 200 {
+		t.Fatalf("replay: %d %s", code, body)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { return n.dlq(t, "stubborn", "").Total == 2 }, "the replay's failure as a second entry")
+	p := n.dlq(t, "stubborn", "")
+	again := p.Entries[0]
+	fmt.Printf("a replay that failed again: %d entries, %d duplicate records; the new one is %s, replay of %s\n", p.Total, p.DuplicateRecords, again.State, again.ReplayOf)
+	if p.DuplicateRecords != 0 || again.State != "dead" || again.ReplayOf != "stubborn.dlq/"+first.ID || again.SourceOffset != first.SourceOffset || again.SourceTopic != "st" ||
+		p.Entries[1].ID != first.ID || p.Entries[1].State != "replayed" {
+		t.Fatalf("entries after the replay failed: %+v", p.Entries)
+	}
+}
