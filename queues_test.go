@@ -155,9 +155,8 @@ func TestQueueSourcesDeliverDeadLetterAndReplay(t *testing.T) {
 			}
 
 			poisonFixed.Store(true)
-			code, body = n.do(t, "POST", "/v1/handlers/"+handler+"/dlq/replay", `{"all":true}`)
-			if code != 200 {
-				t.Fatalf("replay: %d %s", code, body)
+			if job := n.dlqJob(t, handler, "replay", "", `{"all":true}`); job.State != "succeeded" || job.Done != 1 {
+				t.Fatalf("replay: %+v", job)
 			}
 			testkit.Eventually(t, 60*time.Second, func() bool { return ep.okCount() == good+2 }, "the replayed poison handled")
 			testkit.Eventually(t, 30*time.Second, func() bool {

@@ -37,10 +37,20 @@ type Backend interface {
 	// Ready reports whether the node can serve, with the state of each check.
 	Ready(ctx context.Context) (bool, map[string]string)
 
-	ListDeadLetters(ctx context.Context, name string, f DeadLetterFilter) (DeadLetterPage, error)
-	GetDeadLetter(ctx context.Context, name, id string) (DeadLetter, error)
-	ReplayDeadLetters(ctx context.Context, name string, sel Selection) (int, error)
-	DiscardDeadLetters(ctx context.Context, name string, sel Selection) (int, error)
+	// The dead-letter calls read the handler's current dead-letter topic
+	// when topic is "", else topic, which must be one the handler used
+	// (see DeadLetterTopics); the handler may then no longer exist.
+	ListDeadLetters(ctx context.Context, name, topic string, f DeadLetterFilter) (DeadLetterPage, error)
+	GetDeadLetter(ctx context.Context, name, topic, id string) (DeadLetter, error)
+	ReplayDeadLetters(ctx context.Context, name, topic string, sel Selection) (int, error)
+	DiscardDeadLetters(ctx context.Context, name, topic string, sel Selection) (int, error)
+	// StartDeadLetterJob starts a replay or purge (kind JobReplay or
+	// JobPurge) that runs in the node; ErrConflict while the handler has
+	// one running.
+	StartDeadLetterJob(ctx context.Context, name, topic, kind string, sel Selection) (DeadLetterJob, error)
+	GetDeadLetterJob(ctx context.Context, name, id string) (DeadLetterJob, error)
+	ListDeadLetterJobs(ctx context.Context, name string) ([]DeadLetterJob, error)
+	DeadLetterTopics(ctx context.Context, name string) (DeadLetterTopics, error)
 
 	Overview(ctx context.Context) Overview
 	// Fleet lists the live nodes, from the consumer groups of the handlers.
@@ -124,6 +134,9 @@ func NewServer(b Backend, cfg ServerConfig) http.Handler {
 	mux.HandleFunc("DELETE /v1/handlers/{name}/dlq/{id}", s.need(a, s.discardOne))
 	mux.HandleFunc("POST /v1/handlers/{name}/dlq/replay", s.need(a, s.dlqAction(true)))
 	mux.HandleFunc("POST /v1/handlers/{name}/dlq/purge", s.need(a, s.dlqAction(false)))
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/jobs", s.need(v, s.listDLQJobs))
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/jobs/{job}", s.need(v, s.getDLQJob))
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/topics", s.need(v, s.dlqTopics))
 	mux.HandleFunc("GET /v1/overview", s.need(v, s.overview))
 	mux.HandleFunc("GET /v1/fleet", s.need(v, s.fleet))
 	mux.HandleFunc("GET /v1/handlers/{name}/series", s.need(v, s.series))

@@ -69,7 +69,9 @@ const (
 // DeadLetter is one dead-letter entry.
 type DeadLetter struct {
 	// ID is "<partition>-<offset>" of the record in the dead-letter topic.
-	ID              string `json:"id"`
+	ID string `json:"id"`
+	// Topic is the dead-letter topic the record is in.
+	Topic           string `json:"topic"`
 	Handler         string `json:"handler"`
 	Key             string `json:"key,omitempty"`
 	KeyBase64       string `json:"keyBase64,omitempty"`
@@ -81,7 +83,19 @@ type DeadLetter struct {
 	SourceOffset    int64  `json:"sourceOffset"`
 	// SourceRef is, for a queued message with a Watermill UUID, that UUID
 	// (its source partition and offset are then -1).
-	SourceRef      string    `json:"sourceRef,omitempty"`
+	SourceRef string `json:"sourceRef,omitempty"`
+	// ReplayOf is, for the failure of a replayed message, the entry
+	// ("<topic>/<partition>-<offset>") whose replay failed: a new entry,
+	// not a duplicate of that one.
+	ReplayOf string `json:"replayOf,omitempty"`
+	// Duplicates are the ids of further records of the same source message
+	// (a retried dead-letter write, a crash before the commit). They are
+	// not entries of their own: they share this entry's state, are not
+	// replayed again, and are marked with it.
+	Duplicates []string `json:"duplicates,omitempty"`
+	// DuplicateOf, on a get by the id of such a further record, is the
+	// entry it belongs to.
+	DuplicateOf    string    `json:"duplicateOf,omitempty"`
 	FirstFailure   time.Time `json:"firstFailure"`
 	LastFailure    time.Time `json:"lastFailure"`
 	State          string    `json:"state"`
@@ -99,6 +113,9 @@ type DeadLetterPage struct {
 	Total int `json:"total"`
 	// Next is the offset of the next page, 0 when there is none.
 	Next int `json:"next,omitempty"`
+	// DuplicateRecords counts the further records of the matched entries
+	// (see DeadLetter.Duplicates).
+	DuplicateRecords int `json:"duplicateRecords,omitempty"`
 }
 
 // DeadLetterFilter selects the entries of a list (query parameters).

@@ -82,7 +82,7 @@ func TestCrashLoopKill9(t *testing.T) {
 			go func(c *exec.Cmd) { exited <- c.Wait() }(cur)
 		case <-time.After(500 * time.Millisecond):
 		}
-		entries, _ = deadLetters(t, o.httpAddr, "crasher")
+		entries, _, _ = deadLetters(t, o.httpAddr, "crasher")
 		if len(entries) > 0 && ep.distinctValues() >= n {
 			break
 		}

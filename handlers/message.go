@@ -138,7 +138,9 @@ const (
 	// HeaderOriginal is the message's original topic/partition/offset; the
 	// handler sees those coordinates, not the internal topic's.
 	HeaderOriginal = "sluice-source"
-	// HeaderReplayOf is the id of the dead-letter entry replayed.
+	// HeaderReplayOf names the dead-letter entry replayed:
+	// "<dead-letter topic>/<partition>-<offset>". Its failure carries it on
+	// (dlq.HeaderReplayOf), so it is a new entry, not a duplicate.
 	HeaderReplayOf = "sluice-replay-of"
 	// HeaderRetryStage is which delay topic (1-based) holds the message.
 	HeaderRetryStage = "sluice-retry-stage"

@@ -190,6 +190,39 @@ func TestDashboardInBrowser(t *testing.T) {
 		if want := map[string]string{entryID: dlq.StateReplayed, otherID: dlq.StateDead}; !maps.Equal(states, want) {
 			t.Fatalf("entry states %v, want %v", states, want)
 		}
+
+		// Replaying all runs as a job in the node; the page follows it.
+		b.click(t, "replay-all")
+		b.waitFor(t, 5*time.Second, `document.getElementById("confirm").open`, "the confirmation dialog")
+		b.click(t, "confirm-ok")
+		testkit.Eventually(t, 20*time.Second, func() bool { return payments.okCount("pay-1") == 1 }, "the other message replayed")
+		b.waitFor(t, 20*time.Second, `document.querySelector('[data-testid="toast"]')?.textContent.includes("Replayed 1 entry of payments")`, "the job's outcome in the toast")
+		b.waitFor(t, 10*time.Second, b.stateIs("dlq-state-"+otherID, "replayed"), "entry %s shown as replayed", otherID)
+		if a := payments.attempts("pay-0"); a != 2 {
+			t.Fatalf("endpoint got pay-0 %d times, want 2: replay all took a replayed entry", a)
+		}
+
+		// A deleted handler's dead letters: the page opens on the topic it
+		// left, and can discard them.
+		refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+		defer refuse.Close()
+		n.apply(t, fmt.Sprintf(`{"name":"ledger","topic":"ledger","http":{"url":%q},"deadLetter":{"topic":"ledger-graveyard"}}`, refuse.URL))
+		n.publish(t, "ledger", "led-", 1)
+		testkit.Eventually(t, 30*time.Second, func() bool { return n.dlqPage(t, "ledger").Total == 1 }, "one dead letter of ledger")
+		ledgerID := n.dlqPage(t, "ledger").Entries[0].ID
+		if code, body, err := n.do("DELETE", "/v1/handlers/ledger", ""); err != nil || code != http.StatusNoContent {
+			t.Fatalf("deleting ledger: %d %s %v", code, body, err)
+		}
+		b.open(t, "/handlers/ledger/dlq")
+		b.waitFor(t, 15*time.Second, b.stateIs("dlq-state-"+ledgerID, "dead"), "the deleted handler's entry listed")
+		b.waitFor(t, 5*time.Second, `document.querySelector('[data-testid="dlq-topic"]')?.hidden === false`, "the topic selector shown")
+		if v := b.textOf(t, `[data-testid="dlq-topic"] option:checked`); !strings.HasPrefix(v, "ledger-graveyard") {
+			t.Fatalf("the topic selected is %q, want ledger-graveyard", v)
+		}
+		b.click(t, "discard-"+ledgerID)
+		b.waitFor(t, 5*time.Second, `document.getElementById("confirm").open`, "the confirmation dialog")
+		b.click(t, "confirm-ok")
+		b.waitFor(t, 10*time.Second, b.stateIs("dlq-state-"+ledgerID, "discarded"), "the deleted handler's entry discarded")
 	})
 
 	t.Run("publish from the topics page", func(t *testing.T) {

@@ -289,10 +289,13 @@ func TestDLQShowData(t *testing.T) {
 
 func TestDLQReplayAndPurge(t *testing.T) {
 	for _, tc := range []struct {
-		name       string
-		args       []string
-		wantOut    string
-		wantReq    fakeRequest
+		name    string
+		args    []string
+		wantOut string
+		wantErr string
+		wantReq fakeRequest
+		// wantJob is the job request that follows a selection of all.
+		wantJob    *fakeRequest
 		wantStates map[string]string
 	}{
 		{
@@ -306,6 +309,15 @@ func TestDLQReplayAndPurge(t *testing.T) {
 			name:       "replay all replays the dead ones",
 			args:       []string{"dlq", "replay", "orders", "--all"},
 			wantOut:    "replayed 2 entries of orders\n",
+			wantErr:    "replay job job1 of orders started on node fake-node\nreplay: 2 of 2 entries\n",
+			wantReq:    fakeRequest{"POST", "/v1/handlers/orders/dlq/replay", `{"all":true}`},
+			wantJob:    &fakeRequest{"GET", "/v1/handlers/orders/dlq/jobs/job1", ""},
+			wantStates: map[string]string{"1-3": "replayed", "0-7": "replayed", "0-2": "replayed"},
+		},
+		{
+			name:       "replay all detached starts the job and does not follow it",
+			args:       []string{"dlq", "replay", "orders", "--all", "--detach"},
+			wantOut:    "started replay job job1 of orders on node fake-node; follow it with: sluice dlq jobs orders job1 --wait\n",
 			wantReq:    fakeRequest{"POST", "/v1/handlers/orders/dlq/replay", `{"all":true}`},
 			wantStates: map[string]string{"1-3": "replayed", "0-7": "replayed", "0-2": "replayed"},
 		},
@@ -320,7 +332,9 @@ func TestDLQReplayAndPurge(t *testing.T) {
 			name:       "purge all",
 			args:       []string{"dlq", "purge", "orders", "--all"},
 			wantOut:    "discarded 2 entries of orders\n",
+			wantErr:    "purge job job1 of orders started on node fake-node\npurge: 2 of 2 entries\n",
 			wantReq:    fakeRequest{"POST", "/v1/handlers/orders/dlq/purge", `{"all":true}`},
+			wantJob:    &fakeRequest{"GET", "/v1/handlers/orders/dlq/jobs/job1", ""},
 			wantStates: map[string]string{"1-3": "discarded", "0-7": "discarded", "0-2": "replayed"},
 		},
 		{
@@ -334,17 +348,23 @@ func TestDLQReplayAndPurge(t *testing.T) {
 			name:       "purge as YAML",
 			args:       []string{"dlq", "purge", "orders", "--all", "-o", "yaml"},
 			wantOut:    "discarded: 2\n",
+			wantErr:    "purge job job1 of orders started on node fake-node\npurge: 2 of 2 entries\n",
 			wantReq:    fakeRequest{"POST", "/v1/handlers/orders/dlq/purge", `{"all":true}`},
+			wantJob:    &fakeRequest{"GET", "/v1/handlers/orders/dlq/jobs/job1", ""},
 			wantStates: map[string]string{"1-3": "discarded", "0-7": "discarded", "0-2": "replayed"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newDLQFake(t)
 			r := run(t, f.URL, "", tc.args...)
-			if r.code != 0 || r.stdout != tc.wantOut || r.stderr != "" {
-				t.Errorf("got code %d, stdout %q, stderr %q; want 0, %q, \"\"", r.code, r.stdout, r.stderr, tc.wantOut)
+			if r.code != 0 || r.stdout != tc.wantOut || r.stderr != tc.wantErr {
+				t.Errorf("got code %d, stdout %q, stderr %q; want 0, %q, %q", r.code, r.stdout, r.stderr, tc.wantOut, tc.wantErr)
 			}
-			if want := []fakeRequest{tc.wantReq}; !reflect.DeepEqual(f.requests(), want) {
+			want := []fakeRequest{tc.wantReq}
+			if tc.wantJob != nil {
+				want = append(want, *tc.wantJob)
+			}
+			if !reflect.DeepEqual(f.requests(), want) {
 				t.Errorf("requests:\n got %+v\nwant %+v", f.requests(), want)
 			}
 			if got := f.deadLetterStates("orders"); !reflect.DeepEqual(got, tc.wantStates) {

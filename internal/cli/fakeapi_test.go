@@ -42,6 +42,9 @@ type fakeAPI struct {
 	overviewStatus map[int]int
 	overviews      int
 	reqs           []fakeRequest
+	// jobs are the dead-letter jobs started, each over at once.
+	jobs   []api.DeadLetterJob
+	jobSeq int
 }
 
 // fakeRequest is one request the fake received. Path is the escaped path
@@ -337,13 +340,36 @@ func (f *fakeAPI) addDLQRoutes(mux *http.ServeMux) {
 					idx = append(idx, i)
 				}
 			}
+			state, kind := api.StateDiscarded, api.JobPurge
 			if action == "replay" {
-				f.markDeadLetters(h.Name, idx, api.StateReplayed)
+				state, kind = api.StateReplayed, api.JobReplay
+			}
+			f.markDeadLetters(h.Name, idx, state)
+			if sel.All || len(sel.IDs) > api.MaxSyncSelection {
+				// A job, as the API runs them; this one is over at once.
+				f.jobSeq++
+				job := api.DeadLetterJob{ID: fmt.Sprintf("job%d", f.jobSeq), Handler: h.Name, Kind: kind, Topic: h.Name + ".dlq",
+					State: api.JobSucceeded, Done: len(idx), Total: len(idx), Node: "fake-node", StartedAt: fakeTime, FinishedAt: fakeTime}
+				f.jobs = append(f.jobs, job)
+				reply(w, 202, job)
+				return
+			}
+			if action == "replay" {
 				reply(w, 200, api.ReplayResponse{Replayed: len(idx)})
 				return
 			}
-			f.markDeadLetters(h.Name, idx, api.StateDiscarded)
 			reply(w, 200, api.PurgeResponse{Discarded: len(idx)})
+		})
+	})
+	mux.HandleFunc("GET /v1/handlers/{name}/dlq/jobs/{job}", func(w http.ResponseWriter, r *http.Request) {
+		f.withHandler(w, r, func(h *api.Handler) {
+			for _, j := range f.jobs {
+				if j.ID == r.PathValue("job") && j.Handler == h.Name {
+					reply(w, 200, j)
+					return
+				}
+			}
+			reply(w, 404, api.Error{Error: fmt.Sprintf("dead-letter job not found: %q", r.PathValue("job"))})
 		})
 	})
 }

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -194,6 +196,12 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion i
 	if err := n.tc.Ensure(ctx, spec.Topic, 0, nil); err != nil {
 		return api.Handler{}, false, fmt.Errorf("creating topic %s: %w", spec.Topic, err)
 	}
+	if exists && old.Spec.DeadLetter.Topic != spec.DeadLetter.Topic {
+		// The entries of the topic it leaves stay reachable with ?topic=.
+		if err := n.dlq.RetireTopic(ctx, spec.Name, old.Spec.DeadLetter.Topic); err != nil {
+			return api.Handler{}, false, fmt.Errorf("recording the dead-letter topic %s leaves: %w", spec.Name, err)
+		}
+	}
 	e, err := n.reg.Put(ctx, registry.Entry{Spec: spec, Paused: old.Paused})
 	n.regMu.Unlock()
 	locked = false
@@ -208,6 +216,13 @@ func (n *Node) ApplyHandler(ctx context.Context, spec handlers.Spec, ifVersion i
 func (n *Node) DeleteHandler(ctx context.Context, name string) error {
 	if err := n.notReady(); err != nil {
 		return err
+	}
+	if e, ok := n.reg.Get(name); ok {
+		// Its dead letters stay reachable with ?topic= (and replayable
+		// into a handler re-created with the name).
+		if err := n.dlq.RetireTopic(ctx, name, e.Spec.DeadLetter.Topic); err != nil {
+			return fmt.Errorf("recording the dead-letter topic of %s: %w", name, err)
+		}
 	}
 	if err := n.reg.Delete(ctx, name); err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
@@ -336,17 +351,56 @@ func (n *Node) notReady() error {
 	return nil
 }
 
-func (n *Node) deadLetterTopics(name string) (dlqTopic, replayTopic string, err error) {
-	e, ok := n.reg.Get(name)
-	if !ok {
-		return "", "", fmt.Errorf("handler %q: %w", name, api.ErrNotFound)
+// deadLetterTopics resolves the dead-letter topic that a dead-letter call
+// reads: the handler's own when topic is "", else topic if the handler
+// used it (its current one, one recorded as retired, or the default
+// <name>.dlq, which handlers deleted before retired topics were recorded
+// used unless they set another). Only the records of that topic that name
+// the handler in their sluice-dlq-handler header are ever shown, so no
+// other topic can be read through the dead-letter API. spec is nil when
+// there is no such handler (now).
+func (n *Node) deadLetterTopics(name, topic string) (dlqTopic string, spec *handlers.Spec, err error) {
+	if err := n.notReady(); err != nil {
+		return "", nil, err
 	}
-	return e.Spec.DeadLetter.Topic, e.Spec.ReplayTopic(), nil
+	if loaded, _ := n.dlq.Loaded(); !loaded {
+		return "", nil, fmt.Errorf("%w: the node is not ready: the dead-letter states are still loading", api.ErrUnavailable)
+	}
+	e, ok := n.reg.Get(name)
+	if ok {
+		spec = &e.Spec
+	}
+	if topic == "" {
+		if !ok {
+			return "", nil, fmt.Errorf("handler %q: %w (the dead letters of a deleted handler are reached with ?topic=; GET /v1/handlers/%s/dlq/topics lists its topics)",
+				name, api.ErrNotFound, name)
+		}
+		return e.Spec.DeadLetter.Topic, spec, nil
+	}
+	if err := handlers.ValidateName(name); err != nil {
+		return "", nil, err
+	}
+	if err := dlq.CheckTopic(topic); err != nil {
+		return "", nil, err
+	}
+	if ok && topic == e.Spec.DeadLetter.Topic || n.dlq.IsRetired(name, topic) || topic == name+".dlq" {
+		return topic, spec, nil
+	}
+	known := []string{name + ".dlq"}
+	if ok {
+		known = append(known, e.Spec.DeadLetter.Topic)
+	}
+	for _, r := range n.dlq.RetiredTopics(name) {
+		known = append(known, r.Topic)
+	}
+	slices.Sort(known)
+	return "", nil, &handlers.FieldError{Field: "topic",
+		Msg: fmt.Sprintf("%q is not a dead-letter topic of handler %q (its dead-letter topics: %s)", topic, name, strings.Join(slices.Compact(known), ", "))}
 }
 
 // ListDeadLetters implements api.Backend.
-func (n *Node) ListDeadLetters(ctx context.Context, name string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
-	topic, _, err := n.deadLetterTopics(name)
+func (n *Node) ListDeadLetters(ctx context.Context, name, topic string, f api.DeadLetterFilter) (api.DeadLetterPage, error) {
+	topic, _, err := n.deadLetterTopics(name, topic)
 	if err != nil {
 		return api.DeadLetterPage{}, err
 	}
@@ -358,8 +412,8 @@ func (n *Node) ListDeadLetters(ctx context.Context, name string, f api.DeadLette
 }
 
 // GetDeadLetter implements api.Backend.
-func (n *Node) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLetter, error) {
-	topic, _, err := n.deadLetterTopics(name)
+func (n *Node) GetDeadLetter(ctx context.Context, name, topic, id string) (api.DeadLetter, error) {
+	topic, _, err := n.deadLetterTopics(name, topic)
 	if err != nil {
 		return api.DeadLetter{}, err
 	}
@@ -370,43 +424,140 @@ func (n *Node) GetDeadLetter(ctx context.Context, name, id string) (api.DeadLett
 	return deadLetter(e), nil
 }
 
+// replayer returns what replays entries of dlqTopic into the handler as
+// it is now: a handler deleted and re-created gets the old entries on its
+// replay topic (or queue).
+func (n *Node) replayer(ctx context.Context, name, topic string) (func(context.Context, dlq.Selection, dlq.Progress) (int, error), string, error) {
+	topic, spec, err := n.deadLetterTopics(name, topic)
+	if err != nil {
+		return nil, "", err
+	}
+	if spec == nil {
+		return nil, "", fmt.Errorf("handler %q: %w: re-create it to replay its dead letters into it (listing and purging them need only ?topic=)", name, api.ErrNotFound)
+	}
+	sp := *spec
+	if sp.Source.IsQueue() {
+		// Back into the queue the handler reads: only this handler's group
+		// reads a queue, so the replay reaches it alone as on Kafka.
+		return func(ctx context.Context, sel dlq.Selection, progress dlq.Progress) (int, error) {
+			return n.dlq.ReplayVia(ctx, name, topic, func(ctx context.Context, recs []topics.Record) error {
+				msgs := make([]*message.Message, len(recs))
+				for i, r := range recs {
+					hs := make([]handlers.Header, len(r.Headers))
+					for j, h := range r.Headers {
+						hs[j] = handlers.Header{Key: h.Key, Value: h.Value}
+					}
+					msgs[i] = queues.Encode("", r.Key, r.Value, hs)
+				}
+				return n.queues.Publish(ctx, sp.Source, sp.Topic, msgs)
+			}, sel, progress)
+		}, topic, nil
+	}
+	replay := sp.ReplayTopic()
+	if err := n.tc.Ensure(ctx, replay, 1, nil); err != nil {
+		return nil, "", err
+	}
+	return func(ctx context.Context, sel dlq.Selection, progress dlq.Progress) (int, error) {
+		return n.dlq.Replay(ctx, name, topic, replay, sel, progress)
+	}, topic, nil
+}
+
 // ReplayDeadLetters implements api.Backend.
-func (n *Node) ReplayDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
-	topic, replay, err := n.deadLetterTopics(name)
+func (n *Node) ReplayDeadLetters(ctx context.Context, name, topic string, sel api.Selection) (int, error) {
+	replay, _, err := n.replayer(ctx, name, topic)
 	if err != nil {
 		return 0, err
 	}
-	if e, _ := n.reg.Get(name); e.Spec.Source.IsQueue() {
-		// Back into the queue the handler reads: only this handler's group
-		// reads a queue, so the replay reaches it alone as on Kafka.
-		count, err := n.dlq.ReplayVia(ctx, name, topic, func(ctx context.Context, recs []topics.Record) error {
-			msgs := make([]*message.Message, len(recs))
-			for i, r := range recs {
-				hs := make([]handlers.Header, len(r.Headers))
-				for j, h := range r.Headers {
-					hs[j] = handlers.Header{Key: h.Key, Value: h.Value}
-				}
-				msgs[i] = queues.Encode("", r.Key, r.Value, hs)
-			}
-			return n.queues.Publish(ctx, e.Spec.Source, e.Spec.Topic, msgs)
-		}, dlq.Selection(sel))
-		return count, asAPIError(err)
-	}
-	if err := n.tc.Ensure(ctx, replay, 1, nil); err != nil {
-		return 0, err
-	}
-	count, err := n.dlq.Replay(ctx, name, topic, replay, dlq.Selection(sel))
+	count, err := replay(ctx, dlq.Selection(sel), nil)
 	return count, asAPIError(err)
 }
 
 // DiscardDeadLetters implements api.Backend.
-func (n *Node) DiscardDeadLetters(ctx context.Context, name string, sel api.Selection) (int, error) {
-	topic, _, err := n.deadLetterTopics(name)
+func (n *Node) DiscardDeadLetters(ctx context.Context, name, topic string, sel api.Selection) (int, error) {
+	topic, _, err := n.deadLetterTopics(name, topic)
 	if err != nil {
 		return 0, err
 	}
-	count, err := n.dlq.Discard(ctx, name, topic, dlq.Selection(sel))
+	count, err := n.dlq.Discard(ctx, name, topic, dlq.Selection(sel), nil)
 	return count, asAPIError(err)
+}
+
+// StartDeadLetterJob implements api.Backend. The job runs in this node
+// until it ends or the node stops.
+func (n *Node) StartDeadLetterJob(ctx context.Context, name, topic, kind string, sel api.Selection) (api.DeadLetterJob, error) {
+	if err := dlq.CheckIDs(sel.IDs); err != nil {
+		return api.DeadLetterJob{}, asAPIError(err)
+	}
+	var run func(context.Context, dlq.Selection, dlq.Progress) (int, error)
+	switch kind {
+	case api.JobReplay:
+		var err error
+		if run, topic, err = n.replayer(ctx, name, topic); err != nil {
+			return api.DeadLetterJob{}, err
+		}
+	case api.JobPurge:
+		var err error
+		if topic, _, err = n.deadLetterTopics(name, topic); err != nil {
+			return api.DeadLetterJob{}, err
+		}
+		dt := topic
+		run = func(ctx context.Context, sel dlq.Selection, progress dlq.Progress) (int, error) {
+			return n.dlq.Discard(ctx, name, dt, sel, progress)
+		}
+	default:
+		return api.DeadLetterJob{}, fmt.Errorf("unknown dead-letter job kind %q", kind)
+	}
+	s := dlq.Selection(sel)
+	job, err := n.jobs.Start(ctx, name, kind, topic, func(ctx context.Context, progress dlq.Progress) (int, error) {
+		count, err := run(ctx, s, progress)
+		if err != nil {
+			n.log.Error("dead-letter job failed", "handler", name, "kind", kind, "topic", topic, "done", count, "err", err)
+		} else {
+			n.log.Info("dead-letter job done", "handler", name, "kind", kind, "topic", topic, "count", count)
+		}
+		return count, err
+	})
+	if err != nil {
+		return api.DeadLetterJob{}, asAPIError(err)
+	}
+	return api.DeadLetterJob(job), nil
+}
+
+// GetDeadLetterJob implements api.Backend.
+func (n *Node) GetDeadLetterJob(ctx context.Context, name, id string) (api.DeadLetterJob, error) {
+	job, err := n.jobs.Get(name, id)
+	if err != nil {
+		return api.DeadLetterJob{}, asAPIError(err)
+	}
+	return api.DeadLetterJob(job), nil
+}
+
+// ListDeadLetterJobs implements api.Backend.
+func (n *Node) ListDeadLetterJobs(ctx context.Context, name string) ([]api.DeadLetterJob, error) {
+	jobs := n.jobs.List(name)
+	out := make([]api.DeadLetterJob, len(jobs))
+	for i, j := range jobs {
+		out[i] = api.DeadLetterJob(j)
+	}
+	return out, nil
+}
+
+// DeadLetterTopics implements api.Backend.
+func (n *Node) DeadLetterTopics(ctx context.Context, name string) (api.DeadLetterTopics, error) {
+	if err := handlers.ValidateName(name); err != nil {
+		return api.DeadLetterTopics{}, err
+	}
+	if err := n.notReady(); err != nil {
+		return api.DeadLetterTopics{}, err
+	}
+	out := api.DeadLetterTopics{Retired: []api.RetiredTopic{}}
+	if e, ok := n.reg.Get(name); ok {
+		out.Current = e.Spec.DeadLetter.Topic
+	}
+	for _, r := range n.dlq.RetiredTopics(name) {
+		out.Retired = append(out.Retired, api.RetiredTopic(r))
+	}
+	return out, nil
 }
 
 // Overview implements api.Backend.
@@ -647,7 +798,7 @@ func topicInfos(is []topics.Info) []api.TopicInfo {
 
 func deadLetter(e dlq.Entry) api.DeadLetter {
 	return api.DeadLetter{
-		ID: e.ID, Handler: e.Handler, Key: e.Key, KeyBase64: e.KeyBase64, Error: e.Error, Status: e.Status,
+		ID: e.ID, Topic: e.Topic, Handler: e.Handler, ReplayOf: e.ReplayOf, Duplicates: e.Duplicates, DuplicateOf: e.DuplicateOf, Key: e.Key, KeyBase64: e.KeyBase64, Error: e.Error, Status: e.Status,
 		Attempts: e.Attempts, SourceTopic: e.SourceTopic, SourcePartition: e.SourcePartition, SourceOffset: e.SourceOffset, SourceRef: e.SourceRef,
 		FirstFailure: e.FirstFailure, LastFailure: e.LastFailure, State: e.State, StateChangedAt: e.StateChangedAt,
 		Value: e.Value, ValueBase64: e.ValueBase64, Headers: e.Headers,
@@ -655,7 +806,7 @@ func deadLetter(e dlq.Entry) api.DeadLetter {
 }
 
 func deadLetterPage(p dlq.Page) api.DeadLetterPage {
-	out := api.DeadLetterPage{Entries: make([]api.DeadLetter, len(p.Entries)), Total: p.Total, Next: p.Next}
+	out := api.DeadLetterPage{Entries: make([]api.DeadLetter, len(p.Entries)), Total: p.Total, Next: p.Next, DuplicateRecords: p.DuplicateRecords}
 	for i, e := range p.Entries {
 		out.Entries[i] = deadLetter(e)
 	}
@@ -686,8 +837,10 @@ func asAPIError(err error) error {
 		return &apiError{fmt.Errorf("a message is larger than the broker accepts (its message.max.bytes, or the topic's max.message.bytes); messages of the request bound for other partitions may have been written: %w", err), api.ErrTooLarge}
 	case errors.Is(err, dlq.ErrNotFound):
 		return &apiError{err, api.ErrNotFound}
-	case errors.Is(err, dlq.ErrNotDead):
+	case errors.Is(err, dlq.ErrNotDead), errors.Is(err, dlq.ErrJobRunning):
 		return &apiError{err, api.ErrConflict}
+	case errors.Is(err, dlq.ErrNoJob):
+		return &apiError{err, api.ErrNotFound}
 	}
 	return err
 }

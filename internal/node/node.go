@@ -54,12 +54,15 @@ type Node struct {
 	// policy is where HTTP handlers may send requests (cfg.Handlers).
 	policy *handlers.NetPolicy
 
-	mu        sync.Mutex
-	started   bool
-	brokers   []string
-	tc        *topics.Client
-	reg       *registry.Registry
-	dlq       *dlq.Queue
+	mu      sync.Mutex
+	started bool
+	brokers []string
+	tc      *topics.Client
+	reg     *registry.Registry
+	dlq     *dlq.Queue
+	// jobs runs the dead-letter replays and purges started through the
+	// API; they run until the node stops, not with the request.
+	jobs      *dlq.Jobs
 	httpAddr  string
 	ready     chan struct{}
 	sup       *supervisor
@@ -195,6 +198,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
+	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	n.jobs = dlq.NewJobs(jobsCtx, n.nodeID, n.dlq)
 	srv := n.serveAPI(ln, tel, &wg)
 	// The state tables and the sampler outlive the handlers' drain: the
 	// supervisor needs the registry until every runner has stopped.
@@ -230,6 +236,9 @@ func (n *Node) Run(ctx context.Context) error {
 	_ = srv.Shutdown(shutCtx)
 	cancel()
 	<-supDone // every runner has drained, committed and left its group
+	// A job cut short leaves what it did not mark dead.
+	stopJobs()
+	n.jobs.Wait()
 	stopParts()
 	wg.Wait()
 	_ = n.queues.Close()
@@ -298,7 +307,7 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 			MemberData:        n.memberData(),
 			Logger:            n.log,
 		},
-		dead: dq, parker: retrytopics.New(tc), queues: qs,
+		dead: dq, dlq: dq, parker: retrytopics.New(tc), queues: qs,
 		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
 	})
 	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/consumers"
+	"github.com/sluicehq/sluice/dlq"
 	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/queues"
 	"github.com/sluicehq/sluice/registry"
@@ -32,6 +33,9 @@ type supervisorDeps struct {
 	// it parks on delay topics.
 	dead   consumers.DeadLetterer
 	parker consumers.Parker
+	// dlq records the dead-letter topic a Go handler leaves when its
+	// compiled spec changes it.
+	dlq *dlq.Queue
 	// queues gives the sources of handlers whose source is a queue.
 	queues *queues.Queues
 	// hooks gives a handler's metrics and trace hooks.
@@ -103,8 +107,16 @@ func (s *supervisor) registerGo(ctx context.Context) {
 			s.d.log.Warn("creating topic for Go handler failed; will retry", "handler", name, "err", err)
 			return
 		}
-		e, _ := s.d.reg.Get(name)
+		e, exists := s.d.reg.Get(name)
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if exists && e.Spec.DeadLetter.Topic != g.spec.DeadLetter.Topic {
+			// As through the API: the topic it leaves stays reachable.
+			if err := s.d.dlq.RetireTopic(wctx, name, e.Spec.DeadLetter.Topic); err != nil {
+				cancel()
+				s.d.log.Warn("recording the dead-letter topic a Go handler leaves failed; will retry", "handler", name, "err", err)
+				return
+			}
+		}
 		_, err := s.d.reg.Put(wctx, registry.Entry{Spec: g.spec, Paused: e.Paused})
 		cancel()
 		if err != nil {

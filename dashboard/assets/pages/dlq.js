@@ -12,7 +12,7 @@ const PAGE_SIZE = 25;
 export function dlqPage(main, signal, name) {
   document.title = `Dead letters of ${name} · Sluice`;
   const params = new URLSearchParams(location.search);
-  const state = { error: params.get("error") || "", state: params.get("state") || "", offset: +params.get("offset") || 0 };
+  const state = { error: params.get("error") || "", state: params.get("state") || "", offset: +params.get("offset") || 0, topic: params.get("topic") || "" };
   const selected = new Set();
   let page = null;
 
@@ -33,6 +33,12 @@ export function dlqPage(main, signal, name) {
       ["discarded", "Discarded"],
     ].map(([v, l]) => h("option", { value: v, selected: v === state.state }, l)),
   );
+  // The handler's other dead-letter topics (one it left, or all of a
+  // deleted handler's): shown only when there are some.
+  const topicSel = h("select", { "aria-label": "Dead-letter topic", "data-testid": "dlq-topic", hidden: true });
+  // topicQuery is the ?topic= of every dead-letter call ("" for the
+  // handler's current topic).
+  const topicQuery = (sep = "?") => (state.topic ? `${sep}topic=${enc(state.topic)}` : "");
   const countText = h("span", { class: "muted", "data-testid": "dlq-count" }, "Loading…");
   const prevBtn = h("button", { class: "btn", type: "button", "data-testid": "dlq-prev" }, "← Newer");
   const nextBtn = h("button", { class: "btn", type: "button", "data-testid": "dlq-next" }, "Older →");
@@ -50,6 +56,7 @@ export function dlqPage(main, signal, name) {
     h(
       "form",
       { class: "toolbar", role: "search", onsubmit: (e) => e.preventDefault() },
+      topicSel,
       errInput,
       stateSel,
       countText,
@@ -77,6 +84,7 @@ export function dlqPage(main, signal, name) {
     if (state.error) q.set("error", state.error);
     if (state.state) q.set("state", state.state);
     if (state.offset) q.set("offset", state.offset);
+    if (state.topic) q.set("topic", state.topic);
     const url = location.pathname + (q.size ? "?" + q : "");
     if (url !== location.pathname + location.search) history.replaceState(null, "", url);
   }
@@ -92,6 +100,34 @@ export function dlqPage(main, signal, name) {
     }, 300);
   });
   signal.addEventListener("abort", () => clearTimeout(debounce));
+  topicSel.addEventListener("change", () => {
+    state.topic = topicSel.value;
+    state.offset = 0;
+    selected.clear();
+    syncURL();
+    refresh();
+  });
+  // The topics are read once, before the first listing; a deleted handler
+  // has no current one, so its page opens on the topic it left last.
+  const topicsRead = get(`/v1/handlers/${enc(name)}/dlq/topics`, signal)
+    .then((ts) => {
+      const retired = (ts.retired || []).filter((r) => r.topic !== ts.current);
+      if (!retired.length && !state.topic) return;
+      const opts = [];
+      if (ts.current) opts.push(h("option", { value: "" }, `${ts.current} (current)`));
+      for (const r of retired) opts.push(h("option", { value: r.topic }, `${r.topic} (left ${fmtTime(r.retiredAt)})`));
+      if (state.topic && state.topic !== ts.current && !retired.some((r) => r.topic === state.topic)) opts.push(h("option", { value: state.topic }, state.topic));
+      if (!ts.current && !state.topic && retired.length) {
+        state.topic = retired.reduce((a, b) => (a.retiredAt > b.retiredAt ? a : b)).topic;
+        syncURL();
+      }
+      topicSel.replaceChildren(...opts);
+      topicSel.value = state.topic === ts.current ? "" : state.topic;
+      topicSel.hidden = false;
+    })
+    .catch(() => {
+      // Without the list, the current topic is shown as before.
+    });
   stateSel.addEventListener("change", () => {
     state.state = stateSel.value;
     state.offset = 0;
@@ -126,7 +162,7 @@ export function dlqPage(main, signal, name) {
     if (sel.all) {
       let total = "every";
       try {
-        const p = await get(`/v1/handlers/${enc(name)}/dlq?state=dead&limit=1`);
+        const p = await get(`/v1/handlers/${enc(name)}/dlq?state=dead&limit=1${topicQuery("&")}`);
         total = `all ${fmtInt(p.total)}`;
         if (!p.total) {
           notify(`${name} has no dead entries to ${replay ? "replay" : "discard"}.`, "ok");
@@ -157,8 +193,23 @@ export function dlqPage(main, signal, name) {
     );
     if (!ok) return;
     try {
-      const res = await post(`/v1/handlers/${enc(name)}/dlq/${replay ? "replay" : "purge"}`, sel);
-      const n = replay ? res.replayed : res.discarded;
+      let res = await post(`/v1/handlers/${enc(name)}/dlq/${replay ? "replay" : "purge"}${topicQuery()}`, sel);
+      document.getElementById("entry").close();
+      let n = replay ? res.replayed : res.discarded;
+      if (res && res.id && res.state) {
+        // All (or many) run as a job in the node: follow it. It goes on
+        // if this page is left.
+        for (;;) {
+          if (res.state !== "running") break;
+          notify(`${replay ? "Replaying" : "Discarding"}: ${fmtInt(res.done)} of ${res.total ? fmtInt(res.total) : "…"} entries of ${name}…`);
+          await new Promise((r) => setTimeout(r, 1000));
+          if (signal.aborted) return;
+          res = await get(`/v1/handlers/${enc(name)}/dlq/jobs/${enc(res.id)}`);
+          refresh();
+        }
+        if (res.state === "failed") throw new Error(`The ${res.kind} job failed after ${fmtInt(res.done)} of ${fmtInt(res.total)} entries: ${res.error}`);
+        n = res.done;
+      }
       notify(`${replay ? "Replayed" : "Discarded"} ${fmtInt(n)} ${n === 1 ? "entry" : "entries"} of ${name}.`);
       for (const id of sel.ids || []) selected.delete(id);
       if (sel.all) selected.clear();
@@ -265,7 +316,7 @@ export function dlqPage(main, signal, name) {
     if (!dlg.open) dlg.showModal();
     let e;
     try {
-      e = await get(`/v1/handlers/${enc(name)}/dlq/${enc(id)}`);
+      e = await get(`/v1/handlers/${enc(name)}/dlq/${enc(id)}${topicQuery()}`);
     } catch (err) {
       body.replaceChildren(h("div", { class: "callout bad" }, err.message));
       return;
@@ -290,6 +341,9 @@ export function dlqPage(main, signal, name) {
         "dl",
         { class: "facts" },
         row("State", badge(e.state, "entry-state")),
+        e.duplicateOf ? row("Duplicate of", h("code", {}, e.duplicateOf), " (a further record of that entry's message; it shares its state)") : null,
+        e.duplicates && e.duplicates.length ? row("Duplicate records", h("code", {}, e.duplicates.join(" "))) : null,
+        e.replayOf ? row("Replay of", h("code", {}, e.replayOf)) : null,
         row("Attempts", fmtInt(e.attempts)),
         e.status ? row("HTTP status", String(e.status)) : null,
         row("Source", h("code", {}, `${e.sourceTopic} partition ${e.sourcePartition} offset ${e.sourceOffset}`)),
@@ -325,9 +379,11 @@ export function dlqPage(main, signal, name) {
   }
 
   const refresh = every(signal, POLL_MS, "dlq", async (sig) => {
+    await topicsRead;
     const q = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
     if (state.error) q.set("error", state.error);
     if (state.state) q.set("state", state.state);
+    if (state.topic) q.set("topic", state.topic);
     page = await get(`/v1/handlers/${enc(name)}/dlq?${q}`, sig);
     page.entries = page.entries || [];
     const from = page.entries.length ? state.offset + 1 : 0;
