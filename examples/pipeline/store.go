@@ -90,7 +90,7 @@ func NewS3Store(ctx context.Context, cfg S3Config) (*S3Store, error) {
 	case cfg.Endpoint == "":
 		return nil, errors.New("s3 endpoint: required (host[:port])")
 	case strings.Contains(cfg.Endpoint, "://"):
-		return nil, fmt.Errorf("s3 endpoint %q: give host[:port] without a scheme (TLS is on unless turned off)", cfg.Endpoint)
+		return nil, fmt.Errorf("s3 endpoint %q: give host[:port] without a scheme (TLS is on unless turned off: -s3-tls=false)", cfg.Endpoint)
 	case strings.ContainsAny(cfg.Endpoint, "/?#@ "):
 		return nil, fmt.Errorf("s3 endpoint %q: give host[:port], no path", cfg.Endpoint)
 	}
