@@ -189,6 +189,9 @@ func TestS3Store(t *testing.T) {
 		t.Fatalf("Start with a missing bucket: %v", err)
 	}
 	cfg.CreateBucket = true
+	// No kept-alive connection: once the server is closed, it is
+	// unreachable (connection refused), not a broken connection.
+	cfg.Transport = &http.Transport{DisableKeepAlives: true}
 	s, err := NewS3Store(ctx, *cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +210,7 @@ func TestS3Store(t *testing.T) {
 
 	srv.Close()
 	_, err = s.Put(ctx, "y.png", []byte("data"), "image/png")
-	if err == nil || handlers.IsPermanent(err) || !strings.Contains(err.Error(), "storing s3://absent/thumbs/y.png") {
+	if err == nil || handlers.IsPermanent(err) || !strings.Contains(err.Error(), "storing s3://absent/thumbs/y.png") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("an unreachable store: %v (permanent %v)", err, handlers.IsPermanent(err))
 	}
 	t.Logf("unreachable: %v", err)
