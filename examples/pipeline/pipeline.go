@@ -13,11 +13,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/image/draw"
@@ -36,9 +37,10 @@ type Upload struct {
 type Thumbnail struct {
 	Name    string `json:"name"`
 	Caption string `json:"caption"`
-	Path    string `json:"path"`
-	Width   int    `json:"width"`
-	Height  int    `json:"height"`
+	// Path is where the thumbnail is: a file path, or s3://bucket/key.
+	Path   string `json:"path"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
 }
 
 // Row is what the catalog endpoint answers, and so what it emits to the
@@ -47,13 +49,18 @@ type Row struct {
 	ID      int64  `json:"id"`
 	Name    string `json:"name"`
 	Caption string `json:"caption"`
+	// Thumb is the thumbnail's location (Thumbnail.Path).
+	Thumb string `json:"thumb,omitempty"`
 }
 
 // Config is where the pipeline keeps its state.
 type Config struct {
 	// DataDir holds the embedded broker's data and, under thumbs/, the
-	// thumbnails (the object store).
+	// thumbnails when S3 is nil.
 	DataDir string
+	// S3, when set, is the S3-compatible store the thumbnails go to
+	// instead of DataDir/thumbs.
+	S3 *S3Config
 	// PostgresURL is the catalog and search index database.
 	PostgresURL string
 	// Schema holds the pipeline's tables. Default "pipeline".
@@ -71,9 +78,10 @@ var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
 // Pipeline is the running chain: uploads → thumbnail (Go) → thumbnails →
 // catalog (HTTP) → catalog → index (Go).
 type Pipeline struct {
-	App *sluice.App
-	db  *pgxpool.Pool
-	cfg Config
+	App   *sluice.App
+	db    *pgxpool.Pool
+	cfg   Config
+	store Store
 }
 
 // Start starts a node with the embedded broker, the three handlers and the
@@ -91,11 +99,20 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, <-chan error, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var store Store = DirStore{Dir: filepath.Join(cfg.DataDir, "thumbs")}
+	if cfg.S3 != nil {
+		s3, err := NewS3Store(ctx, *cfg.S3)
+		if err != nil {
+			return nil, nil, err
+		}
+		store = s3
+	}
+	cfg.Logger.Info("thumbnails go to " + store.String())
 	db, err := pgxpool.New(ctx, cfg.PostgresURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
-	p := &Pipeline{db: db, cfg: cfg}
+	p := &Pipeline{db: db, cfg: cfg, store: store}
 	if err := p.migrate(ctx); err != nil {
 		db.Close()
 		return nil, nil, err
@@ -190,15 +207,16 @@ CREATE INDEX IF NOT EXISTS search_doc ON `+s+`.search USING gin (doc);`)
 }
 
 // thumbnail resizes the upload's image to at most MaxThumb pixels a side,
-// stores it as PNG under DataDir/thumbs and emits a Thumbnail. An image
-// that cannot be decoded is a permanent failure: dead-lettered at once.
+// stores it as PNG in the store (DataDir/thumbs or a bucket) and emits a
+// Thumbnail. A bad name or an image that cannot be decoded is a permanent
+// failure: dead-lettered at once. A store failure is retried.
 func (p *Pipeline) thumbnail(ctx context.Context, m *sluice.Message) error {
 	var u Upload
 	if err := json.Unmarshal(m.Value, &u); err != nil {
 		return sluice.Permanent(fmt.Errorf("not an upload: %w", err))
 	}
-	if u.Name == "" || strings.ContainsAny(u.Name, `/\`) || u.Name[0] == '.' {
-		return sluice.Permanent(fmt.Errorf("upload name %q: a plain file name is required", u.Name))
+	if err := checkName(u.Name); err != nil {
+		return sluice.Permanent(err)
 	}
 	src, format, err := image.Decode(bytes.NewReader(u.Image))
 	if err != nil {
@@ -215,19 +233,15 @@ func (p *Pipeline) thumbnail(ctx context.Context, m *sluice.Message) error {
 	}
 	dst := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.CatmullRom.Scale(dst, dst.Bounds(), src, b, draw.Over, nil)
-	dir := filepath.Join(p.cfg.DataDir, "thumbs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	path := filepath.Join(dir, strings.TrimSuffix(u.Name, filepath.Ext(u.Name))+".png")
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, dst); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+	path, err := p.store.Put(ctx, thumbName(u.Name), buf.Bytes(), "image/png")
+	if err != nil {
 		return err
 	}
-	p.cfg.Logger.Info("thumbnail made", "name", u.Name, "format", format, "width", w, "height", h)
+	p.cfg.Logger.Info("thumbnail made", "name", u.Name, "format", format, "width", w, "height", h, "at", path)
 	out, _ := json.Marshal(Thumbnail{Name: u.Name, Caption: u.Caption, Path: path, Width: w, Height: h})
 	return sluice.Emit(ctx, sluice.Output{Value: out, Headers: []sluice.Header{
 		{Key: "ce_type", Value: []byte("pipeline.thumbnail")}, {Key: "content-type", Value: []byte("application/json")}}})
@@ -237,7 +251,7 @@ func (p *Pipeline) thumbnail(ctx context.Context, m *sluice.Message) error {
 // it, which Sluice produces to the catalog topic.
 func (p *Pipeline) catalog(w http.ResponseWriter, r *http.Request) {
 	var t Thumbnail
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&t); err != nil || t.Name == "" {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&t); err != nil || t.Name == "" || t.Path == "" {
 		http.Error(w, "not a thumbnail", http.StatusBadRequest) // permanent
 		return
 	}
@@ -251,7 +265,7 @@ ON CONFLICT (name) DO UPDATE SET caption = $2, thumb = $3, width = $4, height = 
 	}
 	w.Header().Set("Ce-Type", "pipeline.catalog")
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(Row{ID: id, Name: t.Name, Caption: t.Caption})
+	_ = json.NewEncoder(w).Encode(Row{ID: id, Name: t.Name, Caption: t.Caption, Thumb: t.Path})
 }
 
 // index updates the full-text index with the row's name and caption.
@@ -271,7 +285,7 @@ func Search(ctx context.Context, db *pgxpool.Pool, schema, query string) ([]Row,
 	if !schemaRE.MatchString(schema) {
 		return nil, fmt.Errorf("schema %q: use a-z, 0-9 and _", schema)
 	}
-	rows, err := db.Query(ctx, `SELECT i.id, i.name, i.caption FROM `+schema+`.search s JOIN `+schema+`.images i USING (id)
+	rows, err := db.Query(ctx, `SELECT i.id, i.name, i.caption, i.thumb FROM `+schema+`.search s JOIN `+schema+`.images i USING (id)
 WHERE s.doc @@ plainto_tsquery('english', $1) ORDER BY ts_rank(s.doc, plainto_tsquery('english', $1)) DESC, i.id`, query)
 	if err != nil {
 		return nil, err
@@ -280,12 +294,37 @@ WHERE s.doc @@ plainto_tsquery('english', $1) ORDER BY ts_rank(s.doc, plainto_ts
 	var out []Row
 	for rows.Next() {
 		var r Row
-		if err := rows.Scan(&r.ID, &r.Name, &r.Caption); err != nil {
+		if err := rows.Scan(&r.ID, &r.Name, &r.Caption, &r.Thumb); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// MaxName is the longest upload name, in bytes.
+const MaxName = 200
+
+// checkName refuses an upload name that is not a plain file name: the
+// thumbnail's file name or object key is made from it.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("upload name: required")
+	case len(name) > MaxName:
+		return fmt.Errorf("upload name %q...: %d bytes, at most %d", name[:32], len(name), MaxName)
+	case name[0] == '.' || strings.ContainsAny(name, `/\`):
+		return fmt.Errorf("upload name %q: a plain file name is required (no / or \\, not starting with a dot)", name)
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl):
+		return fmt.Errorf("upload name %q: control characters and invalid UTF-8 are refused", name)
+	}
+	return nil
+}
+
+// thumbName is the thumbnail's file name or object key (after the store's
+// prefix): the upload's name with .png for its extension.
+func thumbName(name string) string {
+	return strings.TrimSuffix(name, filepath.Ext(name)) + ".png"
 }
 
 // ErrUsage is a bad command line.
