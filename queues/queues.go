@@ -33,11 +33,11 @@ type Config struct {
 	// RedeliverAfter is how long a message received and neither
 	// acknowledged nor given back stays with its consumer before the queue
 	// gives it to another: the Redis claim idle time, the JetStream ack
-	// wait, the PostgreSQL ack deadline. It bounds how late the messages
-	// of a node killed with kill -9 are delivered again, and must exceed
-	// the longest a node holds a message (its retries, a breaker pause).
-	// RabbitMQ needs none: it gives back a dead consumer's messages at
-	// once. Default 60s.
+	// wait. It bounds how late the messages of a node killed with kill -9
+	// are delivered again, and must exceed the longest a node holds a
+	// message (its retries, a breaker pause). RabbitMQ and PostgreSQL need
+	// none: a dead consumer's connection gives its messages back (the
+	// RabbitMQ deliveries, the PostgreSQL group's ownership). Default 60s.
 	RedeliverAfter time.Duration
 	// Logger receives the adapters' logs. Default slog.Default().
 	Logger *slog.Logger
