@@ -440,3 +440,57 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresGroupHasOneOwnerAndMovesOnAStop: two nodes run the same
+// postgres handler (the same group): while both run, every message goes
+// to one of them (the group's owner, by advisory lock); when the owner
+// stops, the other takes the group over at its stored position and
+// delivers the rest. Nothing is lost; the stop is a drain, so nothing
+// finished is delivered again.
+func TestPostgresGroupHasOneOwnerAndMovesOnAStop(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	topic := unique("own_pg")
+	handler := strings.ReplaceAll(topic, "_", "-")
+	slow := func(string, int) (int, http.Header, time.Duration) { return 200, nil, 5 * time.Millisecond }
+	epA, epB := newScripted(t, slow), newScripted(t, slow)
+	spec := `{"name":%q,"source":"postgres","topic":%q,"http":{"url":%q},"concurrency":4}`
+	a.apply(t, fmt.Sprintf(spec, handler, topic, epA.URL))
+	testkit.Eventually(t, 30*time.Second, func() bool { return a.handler(t, handler).Status.State == "running" }, "running on a")
+	b.apply(t, fmt.Sprintf(spec, handler, topic, epB.URL))
+	const total = 600
+	publish := func(via *node, from, to int) {
+		var msgs []string
+		for i := from; i < to; i++ {
+			msgs = append(msgs, fmt.Sprintf(`{"value":"p-%d"}`, i))
+		}
+		if code, body := via.do(t, "POST", "/v1/topics/"+topic+"/messages?source=postgres", `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
+			t.Fatalf("publish: %d %s", code, body)
+		}
+	}
+	publish(a, 0, total/2)
+	testkit.Eventually(t, 60*time.Second, func() bool { return epA.okCount()+epB.okCount() >= 100 }, "100 delivered")
+	owner, other, ownerNode, otherNode := epA, epB, a, b
+	if epB.okCount() > 0 {
+		owner, other, ownerNode, otherNode = epB, epA, b, a
+	}
+	if owner.okCount() == 0 || other.okCount() != 0 {
+		t.Fatalf("while both run, a has %d and b %d: want one owner", epA.okCount(), epB.okCount())
+	}
+	ownerNode.stop()
+	before := owner.okCount()
+	publish(otherNode, total/2, total)
+	testkit.Eventually(t, 90*time.Second, func() bool { return owner.okCount()+other.okCount() == total }, "all %d delivered", total)
+	dups := 0
+	for i := 0; i < total; i++ {
+		v := fmt.Sprintf("p-%d", i)
+		n := epA.attemptsOf(v) + epB.attemptsOf(v)
+		if n == 0 {
+			t.Fatalf("%s never delivered", v)
+		}
+		dups += n - 1
+	}
+	t.Logf("postgres takeover: %d of %d by the first owner before its stop, %d by the next, %d delivered twice", before, total, other.okCount(), dups)
+	if dups != 0 {
+		t.Fatalf("%d messages delivered twice after a clean stop", dups)
+	}
+}
