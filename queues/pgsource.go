@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -231,9 +232,10 @@ type pgRow struct {
 // pgReader hands over the topic's rows, numbered 0, 1, 2... for the
 // engine, and moves the group's position as they settle.
 type pgReader struct {
-	s      *pgSource
-	db     *stdsql.DB
-	report func(error)
+	s       *pgSource
+	db      *stdsql.DB
+	report  func(error)
+	failing atomic.Bool // an error was reported and no success since
 
 	// Fetch's own: the rows read ahead, the position of the last row read.
 	buf  []pgRow
@@ -271,9 +273,10 @@ func (r *pgReader) Fetch(ctx context.Context, m *handlers.Message) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r.report(fmt.Errorf("postgres server for %s: %w", r.s.topic, err))
+			r.fail(err)
 			return err
 		}
+		r.ok()
 		if len(r.buf) > 0 {
 			break
 		}
@@ -374,6 +377,19 @@ func (r *pgReader) Settle(seq int64, final bool) {
 
 func (r *pgReader) Close() error { return nil }
 
+// fail reports err as the handler's state until a query succeeds again.
+func (r *pgReader) fail(err error) {
+	r.failing.Store(true)
+	r.report(fmt.Errorf("postgres server for %s: %w", r.s.topic, err))
+}
+
+// ok clears a reported error.
+func (r *pgReader) ok() {
+	if r.failing.CompareAndSwap(true, false) {
+		r.report(nil)
+	}
+}
+
 // writer stores the position each time it moves, until ctx is done.
 func (r *pgReader) writer(ctx context.Context) {
 	backoff := 100 * time.Millisecond
@@ -386,11 +402,14 @@ func (r *pgReader) writer(ctx context.Context) {
 		for {
 			err := r.store(ctx)
 			if err == nil || ctx.Err() != nil {
+				if err == nil {
+					r.ok()
+				}
 				backoff = 100 * time.Millisecond
 				break
 			}
 			r.s.log.Warn("storing the group's position failed; retrying", "err", err)
-			r.report(fmt.Errorf("postgres server for %s: %w", r.s.topic, err))
+			r.fail(err)
 			select {
 			case <-ctx.Done():
 				return
