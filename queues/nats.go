@@ -111,6 +111,17 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 	if latest {
 		deliver = nats.DeliverNew()
 	}
+	// The durable consumer is Sluice's to create: nats.go deletes a
+	// consumer it created itself when the subscription that created it
+	// unsubscribes, as watermill-nats does on Close, which took the
+	// group's position away from every other node and made the next
+	// start deliver the whole stream again.
+	if err := orAfter(ctx, func() error {
+		return ensureConsumer(js, topic, durable, d.cfg.RedeliverAfter, subs, latest)
+	}); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
 		Unmarshaler:       natsUnmarshaler{},
 		SubjectCalculator: wmnats.DefaultSubjectCalculator,
@@ -137,7 +148,69 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 		nc.Close()
 		return nil, err
 	}
-	return sub, nil
+	return &natsSubscriber{Subscriber: sub, nc: nc}, nil
+}
+
+// natsSubscriber is watermill-nats's subscriber, quiesced before it is
+// closed (consumers.Quiescer).
+type natsSubscriber struct {
+	*wmnats.Subscriber
+	nc *nats.Conn
+}
+
+// Quiesce drains the connection: the subscriptions stop (the durable
+// consumer stays), the messages already received go through the
+// callbacks (which the source gives back), and the connection closes once
+// they have returned.
+func (s *natsSubscriber) Quiesce(ctx context.Context) error {
+	if err := s.nc.Drain(); err != nil {
+		return err
+	}
+	for !s.nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// ensureConsumer creates the durable push consumer the handler's queue
+// subscriptions bind to (deliver group = durable), or brings an existing
+// one's ack wait and max ack pending to the spec's.
+func ensureConsumer(js nats.JetStreamContext, subject, durable string, ackWait time.Duration, maxAckPending int, latest bool) error {
+	stream, err := ensureStream(js, subject)
+	if err != nil {
+		return err
+	}
+	ci, err := js.ConsumerInfo(stream, durable)
+	switch {
+	case err == nil:
+		c := ci.Config
+		if c.AckWait == ackWait && c.MaxAckPending == maxAckPending {
+			return nil
+		}
+		c.AckWait, c.MaxAckPending = ackWait, maxAckPending
+		if _, err := js.UpdateConsumer(stream, &c); err != nil {
+			return fmt.Errorf("updating consumer %s of stream %s: %w", durable, stream, err)
+		}
+		return nil
+	case !errors.Is(err, nats.ErrConsumerNotFound):
+		return fmt.Errorf("consumer %s of stream %s: %w", durable, stream, err)
+	}
+	policy := nats.DeliverAllPolicy
+	if latest {
+		policy = nats.DeliverNewPolicy
+	}
+	_, err = js.AddConsumer(stream, &nats.ConsumerConfig{
+		Durable: durable, DeliverSubject: nats.NewInbox(), DeliverGroup: durable, FilterSubject: subject,
+		AckPolicy: nats.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: maxAckPending, DeliverPolicy: policy,
+	})
+	if err != nil && !errors.Is(err, nats.ErrConsumerNameAlreadyInUse) {
+		return fmt.Errorf("creating consumer %s of stream %s: %w", durable, stream, err)
+	}
+	return nil
 }
 
 func (d *natsDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {
