@@ -494,3 +494,74 @@ func TestPostgresGroupHasOneOwnerAndMovesOnAStop(t *testing.T) {
 		t.Fatalf("%d messages delivered twice after a clean stop", dups)
 	}
 }
+
+// TestQueueCleanStopHandsTheRestToTheOtherNode: per Watermill source, two
+// nodes run the same handler; one stops mid-stream (a drain); the other
+// delivers the rest, and nothing finished is delivered again. Then the
+// remaining node's handler is paused and resumed: nothing is delivered
+// again either. On NATS the durable consumer is Sluice's: before, the
+// stopping node's unsubscribe deleted it (nats.go deletes a consumer it
+// created), which stalled the other node and made a restart deliver the
+// whole stream again. On Redis a message acknowledged as the session ends
+// can be delivered again (docs/queues.md, the XACK at a session's end):
+// at most the handler's concurrency.
+func TestQueueCleanStopHandsTheRestToTheOtherNode(t *testing.T) {
+	const total, concurrency = 1000, 8
+	for _, src := range []string{"nats", "amqp", "redis"} {
+		t.Run(src, func(t *testing.T) {
+			t.Parallel()
+			cfg := sluice.WithConfig(sluice.Config{RedeliverAfter: 3 * time.Second})
+			a, b := startNode(t, cfg), startNode(t, cfg)
+			topic := unique("stop_" + src)
+			handler := strings.ReplaceAll(topic, "_", "-")
+			slow := func(string, int) (int, http.Header, time.Duration) { return 200, nil, 5 * time.Millisecond }
+			epA, epB := newScripted(t, slow), newScripted(t, slow)
+			spec := `{"name":%q,"source":%q,"topic":%q,"http":{"url":%q},"concurrency":%d}`
+			a.apply(t, fmt.Sprintf(spec, handler, src, topic, epA.URL, concurrency))
+			b.apply(t, fmt.Sprintf(spec, handler, src, topic, epB.URL, concurrency))
+			testkit.Eventually(t, 30*time.Second, func() bool {
+				return a.handler(t, handler).Status.State == "running" && b.handler(t, handler).Status.State == "running"
+			}, "running on both")
+			var msgs []string
+			for i := 0; i < total; i++ {
+				msgs = append(msgs, fmt.Sprintf(`{"value":"s-%d"}`, i))
+			}
+			if code, body := b.do(t, "POST", "/v1/topics/"+topic+"/messages?source="+src, `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
+				t.Fatalf("publish: %d %s", code, body)
+			}
+			testkit.Eventually(t, 60*time.Second, func() bool { return epA.okCount() >= 100 }, "100 delivered on the node to stop")
+			a.stop()
+			delivered := func() (distinct, dups int) {
+				for i := 0; i < total; i++ {
+					if n := epA.attemptsOf(fmt.Sprintf("s-%d", i)) + epB.attemptsOf(fmt.Sprintf("s-%d", i)); n > 0 {
+						distinct++
+						dups += n - 1
+					}
+				}
+				return distinct, dups
+			}
+			testkit.Eventually(t, 90*time.Second, func() bool { d, _ := delivered(); return d == total }, "all %d delivered", total)
+			// Past --redeliver-after, so that anything left unacknowledged
+			// has come again.
+			time.Sleep(5 * time.Second)
+			_, dups := delivered()
+			if code, body := b.do(t, "POST", "/v1/handlers/"+handler+"/pause", ""); code != 200 {
+				t.Fatalf("pause: %d %s", code, body)
+			}
+			if code, body := b.do(t, "POST", "/v1/handlers/"+handler+"/resume", ""); code != 200 {
+				t.Fatalf("resume: %d %s", code, body)
+			}
+			testkit.Eventually(t, 30*time.Second, func() bool { return b.handler(t, handler).Status.State == "running" }, "running again")
+			time.Sleep(5 * time.Second)
+			_, after := delivered()
+			t.Logf("%s clean stop: %d by the stopped node, %d by the other, %d delivered twice; %d more after a pause and resume",
+				src, epA.okCount(), epB.okCount(), dups, after-dups)
+			if after != dups {
+				t.Fatalf("a pause and resume delivered %d messages again", after-dups)
+			}
+			if limit := map[string]int{"redis": concurrency}[src]; dups > limit {
+				t.Fatalf("%d messages delivered twice after a clean stop, want at most %d", dups, limit)
+			}
+		})
+	}
+}
