@@ -130,7 +130,13 @@ type HandlerOverview struct {
 	ErrorRate    float64   `json:"errorRate"` // failed invocations per second
 	P50Ms        float64   `json:"p50Ms"`
 	P99Ms        float64   `json:"p99Ms"`
-	Lag          int64     `json:"lag"`
+	// Lag is, on Kafka, the group's lag; on a queue, what the queue says
+	// is not yet delivered to the handler's group (-1 when it does not
+	// answer).
+	Lag int64 `json:"lag"`
+	// Unacked is, on a queue, the messages delivered to the handler's
+	// group and not yet acknowledged; -1 when the queue does not say.
+	Unacked int64 `json:"unacked,omitempty"`
 	// OldestAgeSeconds is the age of the oldest message not yet processed
 	// (0 when there is no lag).
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`

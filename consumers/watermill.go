@@ -60,6 +60,16 @@ type WatermillConfig struct {
 	Logger *slog.Logger
 }
 
+// Quiescer is implemented by a subscriber (returned by WatermillConfig's
+// Open) that must stop its deliveries, and see its handlers of received
+// messages return, before its context is cancelled and it is closed.
+// watermill-nats is one: it closes its output channel once its
+// subscriptions are cancelled, while nats.go may still be running a
+// message's callback that sends to it (a send on a closed channel).
+type Quiescer interface {
+	Quiesce(ctx context.Context) error
+}
+
 // WatermillSource consumes one queue through a Watermill Subscriber.
 type WatermillSource struct{ cfg WatermillConfig }
 
@@ -107,6 +117,9 @@ func (s *WatermillSource) Consume(ctx context.Context, session func(Session), re
 	sessCtx, endSession := context.WithCancelCause(ctx)
 	defer endSession(nil)
 	in := make(chan *message.Message)
+	// over is closed once the session is over: what still arrives is
+	// given back at once.
+	over := make(chan struct{})
 	var feeding sync.WaitGroup
 	for i := 0; i < s.cfg.Subscriptions; i++ {
 		out, err := sub.Subscribe(subCtx, s.cfg.Topic)
@@ -119,6 +132,8 @@ func (s *WatermillSource) Consume(ctx context.Context, session func(Session), re
 			for wm := range out {
 				select {
 				case in <- wm:
+				case <-over:
+					wm.Nack()
 				case <-subCtx.Done():
 					wm.Nack()
 				}
@@ -138,6 +153,14 @@ func (s *WatermillSource) Consume(ctx context.Context, session func(Session), re
 	session(&watermillSession{ctx: sessCtx, topic: s.cfg.Topic, rd: rd})
 	if n := rd.nackAll(); n > 0 {
 		log.Info("gave back unfinished messages", "count", n)
+	}
+	close(over)
+	if q, ok := sub.(Quiescer); ok {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := q.Quiesce(qctx); err != nil {
+			log.Warn("stopping the subscriber's deliveries failed", "err", err)
+		}
+		cancel()
 	}
 	if cause := context.Cause(sessCtx); ctx.Err() == nil && cause != nil {
 		return cause

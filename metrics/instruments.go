@@ -77,6 +77,8 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 	limit := gauge("sluice.concurrency.limit", "{message}", "The handler's in-flight limit.")
 	breaker := gauge("sluice.breaker.state", "{state}", "Circuit breaker: 0 closed, 1 half-open, 2 open.")
 	lag := gauge("messaging.kafka.consumer.lag", "{message}", "Log end offset minus the group's committed offset, per partition, measured by Sluice.")
+	queueBacklog := gauge("sluice.queue.backlog", "{message}",
+		"A queue handler's backlog as its queue says it (nats, amqp, redis, postgres): state waiting, not yet delivered to the handler's group; state unacked, delivered and not yet acknowledged. Read by Sluice each sample; a state the queue does not say is not reported.")
 	oldest := gauge("sluice.consumer.oldest_message_age", "s", "Age of the oldest message not yet processed.")
 	unformed := gauge("sluice.consumer.group.unformed", "s",
 		"How long this node's member of the handler's group has been without an assignment (0 while it has one).")
@@ -123,6 +125,17 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 			if d, _, ok := sampler.Desired(tg.Spec.Name); ok {
 				o.ObserveFloat64(desired, float64(d), set)
 			}
+			if qb, ok := sampler.Queue(tg.Spec.Name); ok {
+				for _, v := range []struct {
+					state string
+					n     int64
+				}{{"waiting", qb.Waiting}, {"unacked", qb.Unacked}} {
+					if v.n >= 0 {
+						attrs := append(append([]attribute.KeyValue{}, base...), attribute.String("sluice.backlog.state", v.state))
+						o.ObserveFloat64(queueBacklog, float64(v.n), metric.WithAttributes(attrs...))
+					}
+				}
+			}
 			if p, lags, ok := sampler.Latest(tg.Spec.Name); ok {
 				o.ObserveFloat64(oldest, p.OldestAgeSeconds, set)
 				for topic, parts := range lags {
@@ -136,7 +149,7 @@ func NewInstruments(t *Telemetry, sampler *Sampler, targets func() []Target) (*I
 			}
 		}
 		return nil
-	}, received, succeeded, failed, retried, dead, replayed, filtered, rebalances, commitFailures, inflight, limit, breaker, lag, oldest,
+	}, received, succeeded, failed, retried, dead, replayed, filtered, rebalances, commitFailures, inflight, limit, breaker, lag, queueBacklog, oldest,
 		unformed, stalled, desired, fleetDesired)
 	if err != nil {
 		return nil, err
@@ -160,12 +173,27 @@ func breakerValue(b *consumers.BreakerStatus) float64 {
 // handlerAttrs are the attributes every instrument carries; no per-key or
 // per-message labels, so cardinality stays bounded by handlers and
 // partitions.
+// messagingSystem is OpenTelemetry's name of a source's system.
+func messagingSystem(src handlers.Source) string {
+	switch src {
+	case handlers.SourceAMQP:
+		return "rabbitmq"
+	case handlers.SourceNATS:
+		return "nats"
+	case handlers.SourceRedis:
+		return "redis"
+	case handlers.SourcePostgres:
+		return "postgresql"
+	}
+	return "kafka"
+}
+
 func handlerAttrs(spec handlers.Spec) []attribute.KeyValue {
 	return []attribute.KeyValue{
 		attribute.String("sluice.handler", spec.Name),
 		attribute.String("messaging.destination.name", spec.Topic),
 		attribute.String("messaging.consumer.group.name", spec.Group()),
-		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.system", messagingSystem(spec.SourceKind())),
 	}
 }
 
@@ -232,7 +260,7 @@ func (in *Instruments) Hooks(spec handlers.Spec) consumers.Hooks {
 		opts := []trace.SpanStartOption{
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(
-				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.system", messagingSystem(spec.SourceKind())),
 				attribute.String("messaging.operation.type", "process"),
 				attribute.String("messaging.destination.name", m.Topic),
 				attribute.String("messaging.destination.partition.id", strconv.Itoa(m.Partition)),

@@ -33,9 +33,20 @@ type Sampler struct {
 	interval time.Duration
 	keep     int
 
+	// queueBacklog, when set, reads a queue handler's backlog from its
+	// queue (SetQueueBacklog).
+	queueBacklog func(ctx context.Context, spec handlers.Spec) (QueueBacklog, error)
+
 	mu       sync.Mutex
 	handlers map[string]*history
 	fleet    []api.FleetPoint // the last 15 minutes, oldest first
+}
+
+// QueueBacklog is a queue handler's backlog as its queue says it: Waiting
+// not yet delivered to the handler's group, Unacked delivered and not yet
+// acknowledged; -1 where the queue does not say.
+type QueueBacklog struct {
+	Waiting, Unacked int64
 }
 
 type history struct {
@@ -48,6 +59,10 @@ type history struct {
 	lag    map[string]map[int]int64
 	oldest float64
 	lagAt  time.Time // when lag and oldest were last read
+	// queue is a queue handler's backlog at queueAt (ok: read).
+	queue   QueueBacklog
+	queueOK bool
+	queueAt time.Time
 
 	// For the desired fleet size: the broker's totals at the last sample,
 	// the smoothed rates, and the best per-node rate of the last 15m.
@@ -71,6 +86,13 @@ func NewSampler(tc *topics.Client, targets func() []Target, interval time.Durati
 		interval = DefaultSampleInterval
 	}
 	return &Sampler{tc: tc, targets: targets, interval: interval, keep: int(time.Hour / interval), handlers: map[string]*history{}}
+}
+
+// SetQueueBacklog sets how the sampler reads a queue handler's backlog
+// (nats, amqp, redis, postgres). Without it queue handlers have none.
+// Call it before Run.
+func (s *Sampler) SetQueueBacklog(f func(ctx context.Context, spec handlers.Spec) (QueueBacklog, error)) {
+	s.queueBacklog = f
 }
 
 // Run samples until ctx is done.
@@ -115,10 +137,17 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 			st = t.Runner.Status()
 		}
 		var bl backlogReading
+		var qb QueueBacklog
+		qok := false
 		if src := t.Spec.Source; src == "" || src == handlers.SourceKafka {
-			// A queue handler's backlog is its queue's (the API reads it);
-			// its topic name may also be a Kafka topic's that is not its.
 			bl = s.backlog(ctx, t.Spec, now)
+		} else if s.queueBacklog != nil {
+			// A queue handler's backlog is its queue's; its topic name
+			// may also be a Kafka topic's that is not its.
+			qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			b, err := s.queueBacklog(qctx, t.Spec)
+			cancel()
+			qb, qok = b, err == nil
 		}
 		members := -1
 		if bl.ok && !t.Paused {
@@ -155,6 +184,15 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 			for _, l := range parts {
 				p.Lag += l
 			}
+		}
+		switch {
+		case qok:
+			h.queue, h.queueOK, h.queueAt = qb, true, now
+		case now.Sub(h.queueAt) > 2*s.interval:
+			h.queueOK = false
+		}
+		if h.queueOK {
+			p.Lag = max(0, h.queue.Waiting)
 		}
 		p.OldestAgeSeconds = h.oldest
 		h.last, h.lastAt = st, now
@@ -385,6 +423,19 @@ func (s *Sampler) Latest(name string) (api.SeriesPoint, map[string]map[int]int64
 	}
 	i := (h.next - 1 + len(h.points)) % len(h.points)
 	return h.points[i], h.lag, true
+}
+
+// Queue returns the last backlog read from a queue handler's queue, false
+// when there is none (not a queue handler, or the queue has not answered
+// for two samples).
+func (s *Sampler) Queue(name string) (QueueBacklog, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.handlers[name]
+	if !ok || !h.queueOK {
+		return QueueBacklog{}, false
+	}
+	return h.queue, true
 }
 
 // latencies is a log-scale histogram of durations (about 19% wide buckets

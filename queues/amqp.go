@@ -2,6 +2,7 @@ package queues
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 // publish to the default exchange with the topic as routing key reaches
 // it. Every node running a handler consumes the queue (competing
 // consumers), one unacknowledged message per subscription (prefetch 1).
+// Publishing writes what watermill-amqp's publisher writes, with the
+// confirms awaited together (publish).
 //
 // Mapping: the body is the payload; each header is a header (values that
 // are not text are written as Go formats them); the header "key" is the
@@ -26,8 +29,7 @@ type amqpDriver struct {
 	cfg Config
 
 	mu  sync.Mutex
-	pub *wmamqp.Publisher
-	ctl *amqp.Connection // ping, backlog
+	ctl *amqp.Connection // publish, ping, backlog
 }
 
 func newAMQP(cfg Config) (*amqpDriver, error) { return &amqpDriver{cfg: cfg}, nil }
@@ -35,8 +37,6 @@ func newAMQP(cfg Config) (*amqpDriver, error) { return &amqpDriver{cfg: cfg}, ni
 func (d *amqpDriver) config() wmamqp.Config {
 	c := wmamqp.NewDurableQueueConfig(d.cfg.AMQPURL)
 	c.Marshaler = amqpMarshaler{}
-	c.Publish.ConfirmDelivery = true // Publish returns once the server has it
-	c.Publish.ChannelPoolSize = 4
 	c.Connection.Reconnect = &wmamqp.ReconnectConfig{
 		BackoffInitialInterval: 500 * time.Millisecond, BackoffMultiplier: 2, BackoffMaxInterval: 5 * time.Second,
 	}
@@ -68,39 +68,49 @@ func (d *amqpDriver) subscriber(ctx context.Context, topic, _ string, _ int, lat
 	return sub, nil
 }
 
-func (d *amqpDriver) publisher() (*wmamqp.Publisher, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.pub != nil {
-		return d.pub, nil
-	}
-	pub, err := wmamqp.NewPublisher(d.config(), wmLogger(d.cfg.Logger))
-	if err != nil {
-		return nil, fmt.Errorf("rabbitmq at %s: %w", redactURL(d.cfg.AMQPURL), err)
-	}
-	d.pub = pub
-	return pub, nil
-}
-
+// publish writes msgs to topic's queue, in order, encoded as
+// watermill-amqp's publisher encodes them, and returns once RabbitMQ has
+// confirmed them all. The confirms are awaited together: watermill-amqp's
+// publisher awaits each before sending the next, a round trip per
+// message, while the first ones are already being delivered (and, against
+// a failing endpoint, retried and dead-lettered before the breaker has
+// seen the others).
 func (d *amqpDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {
-	// Declare the queue first (as the subscriber does): a publish to the
-	// default exchange with no queue of that name is dropped.
 	ch, err := d.control(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = ch.QueueDeclare(topic, true, false, false, false, nil)
-	ch.Close()
-	if err != nil {
+	defer ch.Close()
+	// Declare the queue first (as the subscriber does): a publish to the
+	// default exchange with no queue of that name is dropped.
+	if _, err := ch.QueueDeclare(topic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declaring queue %s: %w", topic, err)
 	}
-	return orAfter(ctx, func() error {
-		pub, err := d.publisher()
+	if err := ch.Confirm(false); err != nil {
+		return fmt.Errorf("rabbitmq at %s: confirms: %w", redactURL(d.cfg.AMQPURL), err)
+	}
+	confs := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	for _, m := range msgs {
+		p, err := (amqpMarshaler{}).Marshal(m)
 		if err != nil {
 			return err
 		}
-		return pub.Publish(topic, msgs...)
-	})
+		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", topic, false, false, p)
+		if err != nil {
+			return err
+		}
+		confs = append(confs, c)
+	}
+	for i, c := range confs {
+		ok, err := c.WaitContext(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("rabbitmq refused message %d of %d (%s)", i+1, len(msgs), msgs[i].UUID)
+		}
+	}
+	return nil
 }
 
 func (d *amqpDriver) control(ctx context.Context) (*amqp.Channel, error) {
@@ -147,21 +157,29 @@ func (d *amqpDriver) backlog(ctx context.Context, topic, _ string) (Backlog, err
 func (d *amqpDriver) close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.pub != nil {
-		_ = d.pub.Close()
-	}
 	if d.ctl != nil {
 		_ = d.ctl.Close()
 	}
 	return nil
 }
 
+var errClosedDeliveries = errors.New("the channel's deliveries are closed")
+
 // amqpMarshaler writes what Watermill's default marshaler writes, and
 // reads any message (see the mapping above) without failing: the adapter
 // nacks with requeue a message it cannot unmarshal, at once and forever.
 type amqpMarshaler struct{ wmamqp.DefaultMarshaler }
 
+// A delivery with no acknowledger is not a message: watermill-amqp reads
+// the deliveries channel without checking that it is open, so once the
+// server closes the channel (a missed heartbeat on a loaded machine, a
+// connection lost) it receives zero deliveries until it notices the close.
+// Each would reach the handler as an empty message. The error makes the
+// adapter's nack of it fail, and the adapter then opens a new channel.
 func (amqpMarshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
+	if d.Acknowledger == nil {
+		return nil, errClosedDeliveries
+	}
 	id := d.MessageId
 	if v, ok := d.Headers[wmamqp.DefaultMessageUUIDHeaderKey].(string); ok && v != "" {
 		id = v

@@ -201,7 +201,32 @@ func (d *natsDriver) subscriber(ctx context.Context, topic, group string, subs i
 		nc.Close()
 		return nil, err
 	}
-	return sub, nil
+	return &natsSubscriber{Subscriber: sub, nc: nc}, nil
+}
+
+// natsSubscriber is watermill-nats's subscriber, quiesced before it is
+// closed (consumers.Quiescer).
+type natsSubscriber struct {
+	*wmnats.Subscriber
+	nc *nats.Conn
+}
+
+// Quiesce drains the connection: the subscriptions stop (the durable
+// consumer stays), the messages already received go through the
+// callbacks (which the source gives back), and the connection closes once
+// they have returned.
+func (s *natsSubscriber) Quiesce(ctx context.Context) error {
+	if err := s.nc.Drain(); err != nil {
+		return err
+	}
+	for !s.nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func (d *natsDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {

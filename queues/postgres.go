@@ -26,9 +26,9 @@ import (
 // Mapping: payload is the payload; metadata (a JSON object of strings) is
 // the headers; its "key" is the key; uuid is the Ref.
 //
-// watermill-sql lets one consumer of a group progress at a time, and
-// reads one message at a time: a handler on PostgreSQL runs one message
-// at a time across its nodes, whatever its concurrency.
+// Publishing goes through watermill-sql's Publisher; consuming through
+// Sluice's own reader of the same tables (pgsource.go), because
+// watermill-sql's Subscriber keeps one message of a group in flight.
 
 type postgresDriver struct {
 	cfg Config
@@ -44,13 +44,8 @@ func newPostgres(cfg Config) (*postgresDriver, error) { return &postgresDriver{c
 // a table name).
 var tableTopic = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
-// pgBatch is how many rows watermill-sql reads at once. The batch's
-// offsets are stored when it ends, so a node killed mid-batch has the
-// whole batch delivered again: it bounds a kill's duplicates.
-const pgBatch = 10
-
 func pgSchema() wmsql.DefaultPostgreSQLSchema {
-	return wmsql.DefaultPostgreSQLSchema{GeneratePayloadType: func(string) string { return "BYTEA" }, SubscribeBatchSize: pgBatch}
+	return wmsql.DefaultPostgreSQLSchema{GeneratePayloadType: func(string) string { return "BYTEA" }}
 }
 
 func (d *postgresDriver) open() (*stdsql.DB, error) {
@@ -116,34 +111,6 @@ func (d *postgresDriver) provision(ctx context.Context, db *stdsql.DB, topic str
 	return tx.Commit()
 }
 
-func (d *postgresDriver) subscriber(ctx context.Context, topic, group string, _ int, latest bool) (message.Subscriber, error) {
-	if err := checkTableTopic(topic); err != nil {
-		return nil, err
-	}
-	if latest {
-		return nil, fmt.Errorf("startFrom latest: not supported on postgres (a group starts at the table's first row)")
-	}
-	db, err := d.open()
-	if err != nil {
-		return nil, err
-	}
-	if err := db.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("postgres at %s: %w", redactURL(d.cfg.PostgresURL), err)
-	}
-	if err := d.provision(ctx, db, topic); err != nil {
-		return nil, err
-	}
-	deadline := d.cfg.RedeliverAfter
-	return wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(db), wmsql.SubscriberConfig{
-		ConsumerGroup:  group,
-		AckDeadline:    &deadline,
-		PollInterval:   200 * time.Millisecond,
-		ResendInterval: time.Second,
-		SchemaAdapter:  pgSchema(),
-		OffsetsAdapter: wmsql.DefaultPostgreSQLOffsetsAdapter{},
-	}, wmLogger(d.cfg.Logger))
-}
-
 func (d *postgresDriver) publish(ctx context.Context, topic string, msgs []*message.Message) error {
 	if err := checkTableTopic(topic); err != nil {
 		return err
@@ -162,20 +129,31 @@ func (d *postgresDriver) ping(ctx context.Context) error {
 	return db.PingContext(ctx)
 }
 
-// backlog counts the rows past the group's acked offset; watermill-sql
-// keeps no count of rows in hand.
+// backlog counts the rows past the group's stored position (a table
+// with no position yet: every row). It includes the rows in hand: the
+// position moves past a row once it is finished.
 func (d *postgresDriver) backlog(ctx context.Context, topic, group string) (Backlog, error) {
+	if err := checkTableTopic(topic); err != nil {
+		return Backlog{Waiting: -1, Unacked: -1}, err
+	}
 	db, err := d.open()
 	if err != nil {
 		return Backlog{Waiting: -1, Unacked: -1}, err
 	}
 	var n int64
-	q := `SELECT count(*) FROM ` + pgSchema().MessagesTable(topic) + ` WHERE "offset" > COALESCE((SELECT offset_acked FROM ` +
-		wmsql.DefaultPostgreSQLOffsetsAdapter{}.MessagesOffsetsTable(topic) + ` WHERE consumer_group = $1), 0)`
+	q := `WITH p AS (SELECT COALESCE((SELECT last_processed_transaction_id FROM ` + pgOffsetsTable(topic) +
+		` WHERE consumer_group = $1), '0'::xid8) AS tx, COALESCE((SELECT offset_acked FROM ` + pgOffsetsTable(topic) +
+		` WHERE consumer_group = $1), 0) AS off)
+		SELECT count(*) FROM ` + pgSchema().MessagesTable(topic) + `, p
+		WHERE (transaction_id = p.tx AND "offset" > p.off) OR transaction_id > p.tx`
 	if err := db.QueryRowContext(ctx, q, group).Scan(&n); err != nil {
 		return Backlog{Waiting: -1, Unacked: -1}, err
 	}
 	return Backlog{Waiting: n, Unacked: -1}, nil
+}
+
+func pgOffsetsTable(topic string) string {
+	return wmsql.DefaultPostgreSQLOffsetsAdapter{}.MessagesOffsetsTable(topic)
 }
 
 func (d *postgresDriver) close() error {

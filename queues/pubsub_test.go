@@ -2,6 +2,7 @@ package queues
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -24,6 +25,35 @@ import (
 // wants one subscriber for any topic. suiteSub is that glue: it opens the
 // driver's subscriber for each topic subscribed, and closes them all.
 
+// suiteSubscriber is the driver's subscriber of topic for group. Sluice
+// reads PostgreSQL with a source of its own (pgsource.go), not through a
+// Watermill Subscriber: there the suite runs Sluice's provisioning and
+// publishing against watermill-sql's own subscriber over the same tables.
+func suiteSubscriber(ctx context.Context, d driver, topic, group string) (message.Subscriber, error) {
+	switch d := d.(type) {
+	case subscriberDriver:
+		return d.subscriber(ctx, topic, group, 1, false)
+	case *postgresDriver:
+		db, err := d.open()
+		if err != nil {
+			return nil, err
+		}
+		if err := d.provision(ctx, db, topic); err != nil {
+			return nil, err
+		}
+		deadline := d.cfg.RedeliverAfter
+		return wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(db), wmsql.SubscriberConfig{
+			ConsumerGroup:  group,
+			AckDeadline:    &deadline,
+			PollInterval:   200 * time.Millisecond,
+			ResendInterval: time.Second,
+			SchemaAdapter:  pgSchema(),
+			OffsetsAdapter: wmsql.DefaultPostgreSQLOffsetsAdapter{},
+		}, wmLogger(d.cfg.Logger))
+	}
+	return nil, fmt.Errorf("%T has no subscriber", d)
+}
+
 // suiteSub is a Subscriber made of the driver's per-topic subscribers.
 type suiteSub struct {
 	d     driver
@@ -37,7 +67,7 @@ type suiteSub struct {
 
 func (s *suiteSub) open(ctx context.Context, topic string) (message.Subscriber, error) {
 	s.topics.add(topic)
-	sub, err := s.d.subscriber(ctx, topic, s.group, 1, false)
+	sub, err := suiteSubscriber(ctx, s.d, topic, s.group)
 	if err != nil {
 		return nil, err
 	}

@@ -33,11 +33,11 @@ type Config struct {
 	// RedeliverAfter is how long a message received and neither
 	// acknowledged nor given back stays with its consumer before the queue
 	// gives it to another: the Redis claim idle time, the JetStream ack
-	// wait, the PostgreSQL ack deadline. It bounds how late the messages
-	// of a node killed with kill -9 are delivered again, and must exceed
-	// the longest a node holds a message (its retries, a breaker pause).
-	// RabbitMQ needs none: it gives back a dead consumer's messages at
-	// once. Default 60s.
+	// wait. It bounds how late the messages of a node killed with kill -9
+	// are delivered again, and must exceed the longest a node holds a
+	// message (its retries, a breaker pause). RabbitMQ and PostgreSQL need
+	// none: a dead consumer's connection gives its messages back (the
+	// RabbitMQ deliveries, the PostgreSQL group's ownership). Default 60s.
 	RedeliverAfter time.Duration
 	// Logger receives the adapters' logs. Default slog.Default().
 	Logger *slog.Logger
@@ -68,9 +68,6 @@ type Queues struct {
 
 // driver is one kind of queue server.
 type driver interface {
-	// subscriber connects and provisions topic for group, and returns a
-	// subscriber of its own (closing it closes its connection).
-	subscriber(ctx context.Context, topic, group string, subs int, latest bool) (message.Subscriber, error)
 	// publish writes msgs to topic, durably: it returns once the server
 	// has them.
 	publish(ctx context.Context, topic string, msgs []*message.Message) error
@@ -79,6 +76,18 @@ type driver interface {
 	// backlog is what group has yet to finish of topic.
 	backlog(ctx context.Context, topic, group string) (Backlog, error)
 	close() error
+}
+
+// subscriberDriver is a queue read through a Watermill Subscriber.
+type subscriberDriver interface {
+	// subscriber connects and provisions topic for group, and returns a
+	// subscriber of its own (closing it closes its connection).
+	subscriber(ctx context.Context, topic, group string, subs int, latest bool) (message.Subscriber, error)
+}
+
+// sourceDriver is a queue with a source of its own (PostgreSQL).
+type sourceDriver interface {
+	source(spec handlers.Spec, log *slog.Logger) (consumers.Source, error)
 }
 
 // Backlog is a handler's backlog on a queue, as near as the queue says.
@@ -154,13 +163,20 @@ func (q *Queues) Source(spec handlers.Spec, log *slog.Logger) (consumers.Source,
 	if err != nil {
 		return nil, err
 	}
+	if sd, ok := d.(sourceDriver); ok {
+		return sd.source(spec, log)
+	}
+	sd, ok := d.(subscriberDriver)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownSource, spec.Source)
+	}
 	subs := min(max(1, spec.Concurrency.Max), maxSubscriptions)
 	latest := spec.StartFrom == handlers.StartLatest
 	return consumers.NewWatermillSource(consumers.WatermillConfig{
 		Kind:  string(spec.Source),
 		Topic: spec.Topic,
 		Open: func(ctx context.Context) (message.Subscriber, error) {
-			return d.subscriber(ctx, spec.Topic, spec.Group(), subs, latest)
+			return sd.subscriber(ctx, spec.Topic, spec.Group(), subs, latest)
 		},
 		Subscriptions: subs,
 		Decode:        Decode,

@@ -106,7 +106,7 @@ var keyUsage = map[string]string{
 	"amqpURL":                   "RabbitMQ server of handlers with source amqp",
 	"redisURL":                  "Redis server of handlers with source redis",
 	"postgresURL":               "PostgreSQL database of handlers with source postgres",
-	"redeliverAfter":            "how long nats, redis and postgres wait for an acknowledgement before redelivering to another consumer",
+	"redeliverAfter":            "how long nats and redis wait for an acknowledgement before redelivering to another consumer",
 	"heartbeatInterval":         "how often a node checks in with each handler's group",
 	"rebalanceTimeout":          "how long a group waits for members in a rebalance (0: drain + grace + final commit + 5s)",
 	"fetch.maxBytes":            "the most bytes one fetch reads from a partition",

@@ -175,9 +175,9 @@ func writeStatus(w io.Writer, ov api.Overview) error {
 		}
 		// Counts are shown as they are: a lag, in-flight or dead-letter
 		// count of 0 is news, not a missing measurement.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n",
 			nameWithSource(h.Name, h.Source), handlerState(h), rate(h.RateIn), rate(h.RateOut), rate(h.ErrorRate),
-			latency(h.P50Ms), latency(h.P99Ms), h.Lag, age(h.OldestAgeSeconds), limit, h.InFlight, h.DeadLettered)
+			latency(h.P50Ms), latency(h.P99Ms), lagCell(h), age(h.OldestAgeSeconds), limit, h.InFlight, h.DeadLettered)
 	}
 	return tw.Flush()
 }
@@ -274,6 +274,22 @@ func age(s float64) string {
 	default:
 		return fmt.Sprintf("%dd%02dh", m/(24*60), m/60%24)
 	}
+}
+
+// lagCell is the lag; for a queue handler whose queue says how many are
+// delivered and unacknowledged, "120 (+8 unacked)"; "-" for a queue that
+// does not answer.
+func lagCell(h api.HandlerOverview) string {
+	if h.Source == "" || h.Source == "kafka" {
+		return fmt.Sprint(h.Lag)
+	}
+	if h.Lag < 0 {
+		return "-"
+	}
+	if h.Unacked > 0 {
+		return fmt.Sprintf("%d (+%d unacked)", h.Lag, h.Unacked)
+	}
+	return fmt.Sprint(h.Lag)
 }
 
 // nameWithSource is a handler's name, followed by its source when that is

@@ -594,7 +594,8 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 		}
 		if t.Spec.Source.IsQueue() {
 			// The sampler measures Kafka groups; a queue says its own.
-			h.Lag, h.OldestAgeSeconds = n.backlog(ctx, t.Spec).Waiting, 0
+			b := n.backlog(ctx, t.Spec)
+			h.Lag, h.Unacked, h.OldestAgeSeconds = b.Waiting, b.Unacked, 0
 		}
 		out.Handlers = append(out.Handlers, h)
 	}

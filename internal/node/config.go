@@ -96,7 +96,7 @@ type Config struct {
 	// PostgresURL is the PostgreSQL database of handlers with source
 	// postgres. Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
 	PostgresURL string `yaml:"postgresURL"`
-	// RedeliverAfter is how long a queue (nats, redis, postgres) waits for
+	// RedeliverAfter is how long a queue (nats, redis) waits for
 	// a consumer's acknowledgement before it gives the message to another:
 	// how late a killed node's messages come back, and longer than a node
 	// may hold one (retries, a breaker pause). Default 60s.

@@ -311,6 +311,10 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 		hooks: func(spec handlers.Spec) consumers.Hooks { return n.instr.Hooks(spec) },
 	})
 	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)
+	n.sampler.SetQueueBacklog(func(ctx context.Context, spec handlers.Spec) (metrics.QueueBacklog, error) {
+		b, err := qs.Backlog(ctx, spec)
+		return metrics.QueueBacklog{Waiting: b.Waiting, Unacked: b.Unacked}, err
+	})
 	instr, err := metrics.NewInstruments(tel, n.sampler, n.targets)
 	if err != nil {
 		return fmt.Errorf("creating instruments: %w", err)

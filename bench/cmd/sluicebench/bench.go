@@ -66,6 +66,9 @@ func (b *bench) scenario(ctx context.Context, name string) ([]result, error) {
 	if name == "latency" {
 		return b.latencyRounds(ctx)
 	}
+	if name == "queues" {
+		return b.queueRounds(ctx)
+	}
 	f := b.family(name)
 	if err := b.fill(ctx, f); err != nil {
 		return nil, err

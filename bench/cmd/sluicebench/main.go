@@ -16,6 +16,9 @@
 //	adaptive Sluice alone, an HTTP handler with a fixed limit of 512 and
 //	         with the adaptive {1, 512}, against an endpoint with no knee
 //	         and one that serves 40 at once (adaptive.go)
+//	queues   per queue source (nats, amqp, redis, postgres, the local
+//	         servers), Sluice with a no-op and a 5ms HTTP handler beside
+//	         the plain Watermill Router on the same adapter (queues.go)
 package main
 
 import (
@@ -55,10 +58,14 @@ type options struct {
 	cpuProfile       string
 	quietWait        time.Duration
 	verbose          bool
+	queueMessages    int
+	queueConcurrency int
+	queueDelay       time.Duration
+	queueSources     []string
 }
 
 var (
-	allScenarios = []string{"noop", "slow", "http", "latency", "adaptive"}
+	allScenarios = []string{"noop", "slow", "http", "latency", "adaptive", "queues"}
 	allPeers     = []string{peerSluiceKey, peerSluiceNone, peerKafkaGo, peerWatermill}
 )
 
@@ -113,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("sluicebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	var scenarios, peers string
+	var scenarios, peers, qsources string
 	fs.IntVar(&o.messages, "messages", 1_000_000, "messages in the noop topic")
 	fs.IntVar(&o.size, "size", 100, "bytes per message value")
 	fs.IntVar(&o.partitions, "partitions", 12, "partitions per topic")
@@ -133,6 +140,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each run to `prefix`.<scenario>.<peer>.<round>.pprof")
 	fs.DurationVar(&o.quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for other processes to leave the CPUs idle; 0 does not wait")
 	fs.BoolVar(&o.verbose, "v", false, "log at info level (default: errors only)")
+	fs.IntVar(&o.queueMessages, "queue-messages", 5_000, "queues scenario: messages per run")
+	fs.IntVar(&o.queueConcurrency, "queue-concurrency", 16, "queues scenario: messages at once, Sluice's and the Router's")
+	fs.DurationVar(&o.queueDelay, "queue-delay", 5*time.Millisecond, "queues scenario: the slow endpoint's latency")
+	fs.StringVar(&qsources, "queue-sources", strings.Join(queueSources, ","), "queues scenario: comma list of sources: "+strings.Join(queueSources, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -141,6 +152,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	if o.peers, err = list(peers, allPeers, "peers"); err != nil {
+		return o, err
+	}
+	if o.queueSources, err = list(qsources, queueSources, "queue-sources"); err != nil {
 		return o, err
 	}
 	switch {
@@ -154,6 +168,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-keys and -slow-keys must be at least 1")
 	case o.concurrency < 1 || o.concurrency > 10_000:
 		return o, errors.New("-concurrency must be between 1 and 10000")
+	case o.queueMessages < 1 || o.queueConcurrency < 1 || o.queueConcurrency > 64:
+		return o, errors.New("-queue-messages must be at least 1, -queue-concurrency between 1 and 64")
 	case o.rounds < 1:
 		return o, errors.New("-rounds must be at least 1")
 	case o.timeout <= 0 || o.slowCap <= 0 || o.latencyDur <= 0:

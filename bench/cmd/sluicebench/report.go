@@ -19,6 +19,10 @@ func report(w io.Writer, o options, results []result) {
 			reportLatency(w, o, results)
 			continue
 		}
+		if fam == "queues" {
+			reportQueues(w, o, results)
+			continue
+		}
 		peers := o.peers
 		switch fam {
 		case "http":

@@ -169,7 +169,12 @@ export function handlerPage(main, signal, name) {
       stat("Filtered", fmtInt(st.filtered), "stat-filtered"),
       stat("Emitted", fmtInt(st.emitted), "stat-emitted"),
       stat("In flight", `${fmtInt(st.inFlight)} / ${fmtInt(st.concurrencyLimit)}`, "stat-inflight"),
-      stat("Lag (this node)", fmtInt(st.lag), "stat-lag"),
+      ...(st.source && st.source !== "kafka"
+        ? [
+            stat(`Waiting in ${st.source}`, st.lag < 0 ? "–" : fmtInt(st.lag), "stat-lag"),
+            stat("Unacknowledged", (st.unacked ?? 0) < 0 ? "–" : fmtInt(st.unacked ?? 0), "stat-unacked"),
+          ]
+        : [stat("Lag (this node)", fmtInt(st.lag), "stat-lag")]),
       stat(
         "Breaker",
         br ? `${br.state}${br.opened ? ` · opened ${fmtInt(br.opened)}×` : ""}` : "–",

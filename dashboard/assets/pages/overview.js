@@ -99,7 +99,8 @@ export function overviewPage(main, signal) {
   function fillRow(tr, x) {
     const n = x.name;
     const q = (id) => tr.querySelector(`[data-testid="${id}-${CSS.escape(n)}"]`);
-    tr.querySelector(".topic").textContent = x.topic;
+    const queue = x.source && x.source !== "kafka";
+    tr.querySelector(".topic").textContent = queue ? `${x.source}:${x.topic}` : x.topic;
     tr.querySelector(".invoker").textContent = x.invoker === "go" ? "Go function" : x.invoker;
     tr.querySelector(".invoker").title = x.invoker;
     setBadge(q("state"), x.state, x.stateSince);
@@ -110,7 +111,15 @@ export function overviewPage(main, signal) {
     setNum(q("p99"), x.p99Ms, fmtMs(x.p99Ms));
     setNum(q("error-rate"), x.errorRate, fmtRate(x.errorRate));
     q("error-rate").classList.toggle("bad", x.errorRate > 0);
-    setNum(q("lag"), x.lag, fmtInt(x.lag));
+    setNum(q("lag"), x.lag, x.lag < 0 ? "–" : fmtInt(x.lag));
+    const unacked = x.unacked ?? 0;
+    q("lag").title = !queue
+      ? ""
+      : x.lag < 0
+        ? `${x.source} does not answer`
+        : unacked >= 0
+          ? `${fmtInt(x.lag)} waiting in ${x.source}, ${fmtInt(unacked)} delivered and not yet acknowledged`
+          : `${fmtInt(x.lag)} waiting in ${x.source}`;
     setNum(q("oldest"), x.oldestAgeSeconds, fmtAge(x.oldestAgeSeconds));
     setNum(q("concurrency"), x.concurrencyLimit, `${fmtInt(x.inFlight)} / ${fmtInt(x.concurrencyLimit)}`);
     setNum(q("succeeded"), x.succeeded, fmtInt(x.succeeded));
