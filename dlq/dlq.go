@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -202,7 +203,7 @@ func (q *Queue) checkState(key string, value []byte, offset int64) bool {
 		dec.DisallowUnknownFields()
 		switch err = dec.Decode(&st); {
 		case err != nil:
-		case dec.More():
+		case !atEOF(dec):
 			err = errors.New("trailing data after the state")
 		case kind == keyTopic && st.State != StateRetired:
 			err = fmt.Errorf("state %q on a topic key", st.State)
@@ -218,6 +219,14 @@ func (q *Queue) checkState(key string, value []byte, offset int64) bool {
 		return false
 	}
 	return true
+}
+
+// atEOF reports whether dec has nothing but white space left. (Decoder.More
+// is no test of that at the top level: it reports false before a stray
+// '}' or ']'.)
+func atEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // InvalidStates counts the state records this node skipped as invalid.
