@@ -11,7 +11,8 @@ import (
 	"github.com/sluicehq/sluice/handlers"
 )
 
-// The crash-loop guard.
+// The crash-loop guard, for Go handlers: an HTTP invocation runs in
+// another process and cannot crash the node.
 //
 // Attempt counts of the retry policy live in memory: a message that
 // crashes the node (or that is in flight at every kill, or outlasts every
@@ -25,18 +26,22 @@ import (
 //   - A count of 1 or more means the last session ended with the message
 //     unfinished: perhaps it crashed the node, perhaps it was only in
 //     flight beside the one that did. The partition then runs careful: one
-//     message at a time, each alone on the node (no other invocation of any
-//     handler runs beside it) and marked just before it runs, for as many
-//     messages as the handler may run at once. A crash then is that
+//     message at a time, each alone in the process (no other Go invocation
+//     runs beside it) and marked just before it runs, for as many messages
+//     as the handler may run at once (at most maxCareful). A crash then is that
 //     message's alone, so an innocent neighbour finishes and moves on, and
 //     counts above 1 are only ever charged to a message that ran alone.
-//   - A message whose count has reached the handler's maxAttempts is not
-//     invoked again: it is dead-lettered with a CrashLoopError.
+//   - A message whose count has reached the handler's maxAttempts (and 2)
+//     is not invoked again: it is dead-lettered with a CrashLoopError.
 
 // alone is held for writing by a careful message's attempt, and for
-// reading by every other attempt in the process: a process crash kills
+// reading by every other Go attempt in the process: a process crash kills
 // every handler's invocations, so "alone" means alone in the process.
 var alone sync.RWMutex
+
+// maxCareful bounds a careful run: its messages hold every other Go
+// invocation of the process back.
+const maxCareful = 64
 
 // attemptsPrefix starts the offset metadata that carries a count.
 const attemptsPrefix = "sluice:attempts="
@@ -96,9 +101,9 @@ type carefulRun struct {
 	marked bool
 }
 
-func newCrashGuard(ss *session, a Assignment) *crashGuard {
+func (r *Runner) newCrashGuard(ss *session, a Assignment) *crashGuard {
 	rec, ok := ss.src.(AttemptRecorder)
-	if !ok {
+	if !ok || r.spec.Go == nil {
 		return nil
 	}
 	return &crashGuard{rec: rec, mark: true, start: a.Offset, prior: a.Attempts}
@@ -117,12 +122,15 @@ func (r *Runner) guard(ctx context.Context, ss *session, g *crashGuard, p *parti
 	}
 	g.start, g.prior = -1, 0 // only the assignment's first message has one
 	if prior > 0 && g.careful == 0 {
-		g.careful = max(1, r.spec.Concurrency.Max)
+		g.careful = min(max(1, r.spec.Concurrency.Max), maxCareful)
 		r.log.Warn("the last session ended with this message unfinished; running the partition one message at a time, alone on the node",
 			"topic", p.topic, "partition", p.id, "offset", w.offset, "sessions", prior, "careful_messages", g.careful)
 	}
 	g.mark = g.careful > 0
-	if prior >= r.spec.Retry.MaxAttempts {
+	// A count of 1 may come from a session in which the message ran beside
+	// others; a higher one only from runs alone. So at least one crash
+	// alone is required, whatever maxAttempts says.
+	if prior >= max(r.spec.Retry.MaxAttempts, 2) {
 		r.log.Error("crash loop; dead-lettering without invoking", "topic", p.topic, "partition", p.id,
 			"offset", w.offset, "sessions", prior)
 		w.inlineTries, w.inlineErr = prior, handlers.Permanent(&CrashLoopError{Sessions: prior})
@@ -142,6 +150,9 @@ func (r *Runner) guard(ctx context.Context, ss *session, g *crashGuard, p *parti
 // lockForAttempt takes the process-wide lock for one attempt of w: alone
 // for a careful message (marked on its first attempt), shared otherwise.
 func (r *Runner) lockForAttempt(ctx context.Context, ss *session, w *work) func() {
+	if r.spec.Go == nil {
+		return func() {} // an HTTP invocation cannot crash the node
+	}
 	if w.careful == nil {
 		alone.RLock()
 		return alone.RUnlock

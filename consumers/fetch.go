@@ -33,7 +33,7 @@ func (r *Runner) fetchLoop(ctx context.Context, ss *session, p *partition, a Ass
 	wctx, cancel := context.WithCancel(ss.invokeCtx)
 	defer cancel()
 	backoff := 100 * time.Millisecond
-	guard := newCrashGuard(ss, a)
+	guard := r.newCrashGuard(ss, a)
 	for {
 		for p.tr.pending() >= r.opts.MaxPendingPerPartition {
 			select {
