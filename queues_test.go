@@ -378,7 +378,8 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 			if code, body := n.do(t, "POST", "/v1/topics/"+topic+"/messages?source="+qs.name, `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
 				t.Fatalf("publish: %d %s", code, body)
 			}
-			testkit.Eventually(t, 30*time.Second, func() bool { return held.Load() == c }, "%d requests held by the endpoint", c)
+			testkit.Eventually(t, 90*time.Second, func() bool { return held.Load() == c },
+				"%d requests held by the endpoint (held %v; handler %v)", c, lazyHeld{&held}, lazyStatus{n, t, handler})
 
 			// want is what the queue should say with c messages in hand.
 			want := func(lag, unacked int64) bool {
@@ -564,3 +565,17 @@ func TestQueueCleanStopHandsTheRestToTheOtherNode(t *testing.T) {
 		})
 	}
 }
+
+// lazyHeld and lazyStatus print their values when a failure message is
+// formatted, not when it is built.
+type lazyHeld struct{ n *atomic.Int64 }
+
+func (l lazyHeld) String() string { return fmt.Sprint(l.n.Load()) }
+
+type lazyStatus struct {
+	n       *node
+	t       *testing.T
+	handler string
+}
+
+func (l lazyStatus) String() string { return fmt.Sprintf("%+v", l.n.handler(l.t, l.handler).Status) }
