@@ -378,8 +378,17 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 			if code, body := n.do(t, "POST", "/v1/topics/"+topic+"/messages?source="+qs.name, `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
 				t.Fatalf("publish: %d %s", code, body)
 			}
-			testkit.Eventually(t, 90*time.Second, func() bool { return held.Load() == c },
-				"%d requests held by the endpoint (held %v; handler %v)", c, lazyHeld{&held}, lazyStatus{n, t, handler})
+			// NATS gives the durable's c unacknowledged messages to the c
+			// subscriptions of the queue group as it likes: two can go to
+			// one subscription, and the second waits behind the first (held)
+			// in that subscription; so on nats at least one is held, and
+			// the server's counts below are the exact check.
+			wantHeld := int64(c)
+			if qs.name == "nats" {
+				wantHeld = 1
+			}
+			testkit.Eventually(t, 90*time.Second, func() bool { return held.Load() >= wantHeld },
+				"%d requests held by the endpoint (held %v; handler %v)", wantHeld, lazyHeld{&held}, lazyStatus{n, t, handler})
 
 			// want is what the queue should say with c messages in hand.
 			want := func(lag, unacked int64) bool {
