@@ -157,14 +157,36 @@ func (r *Runner) lockForAttempt(ctx context.Context, ss *session, w *work) func(
 		alone.RLock()
 		return alone.RUnlock
 	}
-	alone.Lock()
+	unlock := alone.Unlock
+	if !lockAlone(ctx, r.timeout) {
+		// An invocation that ignores its context (a Go handler that never
+		// returns) must not stall the partition: run it beside the others.
+		r.log.Warn("a careful message could not run alone: other Go invocations did not finish; running it beside them",
+			"topic", w.p.topic, "partition", w.p.id, "offset", w.offset)
+		unlock = func() {}
+	}
 	if !w.careful.marked {
 		w.careful.marked = true
 		if rec, ok := ss.src.(AttemptRecorder); ok {
 			r.recordAttempt(ctx, ss, rec, w.p, w.offset, w.careful.prior+1)
 		}
 	}
-	return alone.Unlock
+	return unlock
+}
+
+// lockAlone takes alone for writing, waiting at most wait (at least 1s, at
+// most 30s) for the Go invocations in flight to finish; false if they did
+// not. TryLock, not Lock: a pending Lock would hold every new reader back
+// behind an invocation that may never return.
+func lockAlone(ctx context.Context, wait time.Duration) bool {
+	deadline := time.Now().Add(min(max(wait, time.Second), 30*time.Second))
+	for !alone.TryLock() {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }
 
 // recordAttempt writes a mark, retrying for a few seconds; a mark that
