@@ -40,7 +40,9 @@ func (p *Parker) Park(ctx context.Context, topic string, m *handlers.Message, st
 	rec := topics.Forward(m.Key, m.Value, topics.KafkaHeaders(m.Headers), keep,
 		kafka.Header{Key: handlers.HeaderOriginal, Value: []byte(m.ID())},
 		kafka.Header{Key: handlers.HeaderRetryStage, Value: []byte(strconv.Itoa(stage))},
-		kafka.Header{Key: handlers.HeaderRetryDue, Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))},
+		// Rounded up to the millisecond: a parked message never comes back
+		// before its delay (rounded down, it could by up to 1ms).
+		kafka.Header{Key: handlers.HeaderRetryDue, Value: []byte(strconv.FormatInt(due.Add(time.Millisecond-1).UnixMilli(), 10))},
 		kafka.Header{Key: handlers.HeaderRetryAttempts, Value: []byte(strconv.Itoa(f.Attempts))},
 		kafka.Header{Key: handlers.HeaderRetryFirstFailure, Value: []byte(f.FirstFailure.UTC().Format(time.RFC3339Nano))},
 	)
