@@ -388,7 +388,9 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 				wantHeld = 1
 			}
 			testkit.Eventually(t, 90*time.Second, func() bool { return held.Load() >= wantHeld },
-				"%d requests held by the endpoint (held %v; handler %v)", wantHeld, lazyHeld{&held}, lazyStatus{n, t, handler})
+				"%d requests held by the endpoint (held %v; handler %v)", wantHeld,
+				lazyText{func() string { return fmt.Sprint(held.Load()) }},
+				lazyText{func() string { return fmt.Sprintf("%+v", n.handler(t, handler).Status) }})
 
 			// want is what the queue should say with c messages in hand.
 			want := func(lag, unacked int64) bool {
@@ -578,20 +580,8 @@ func TestQueueCleanStopHandsTheRestToTheOtherNode(t *testing.T) {
 	}
 }
 
-// lazyHeld and lazyStatus print their values when a failure message is
-// formatted, not when it is built.
-type lazyHeld struct{ n *atomic.Int64 }
-
-func (l lazyHeld) String() string { return fmt.Sprint(l.n.Load()) }
-
-type lazyStatus struct {
-	n       *node
-	t       *testing.T
-	handler string
-}
-
-func (l lazyStatus) String() string { return fmt.Sprintf("%+v", l.n.handler(l.t, l.handler).Status) }
-
+// lazyText prints f() when a failure message is formatted, not when it
+// is built.
 type lazyText struct{ f func() string }
 
 func (l lazyText) String() string { return l.f() }

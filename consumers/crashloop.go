@@ -97,6 +97,7 @@ type crashGuard struct {
 // carefulRun is a careful message's state: its count before this session,
 // and whether its mark was written.
 type carefulRun struct {
+	rec    AttemptRecorder
 	prior  int
 	marked bool
 }
@@ -140,7 +141,7 @@ func (r *Runner) guard(ctx context.Context, ss *session, g *crashGuard, p *parti
 	}
 	if g.careful > 0 {
 		// Marked by its attempt, once it runs alone.
-		w.careful = &carefulRun{prior: prior}
+		w.careful = &carefulRun{rec: g.rec, prior: prior}
 		return true
 	}
 	r.recordAttempt(ctx, ss, g.rec, p, w.offset, prior+1)
@@ -167,9 +168,7 @@ func (r *Runner) lockForAttempt(ctx context.Context, ss *session, w *work) func(
 	}
 	if !w.careful.marked {
 		w.careful.marked = true
-		if rec, ok := ss.src.(AttemptRecorder); ok {
-			r.recordAttempt(ctx, ss, rec, w.p, w.offset, w.careful.prior+1)
-		}
+		r.recordAttempt(ctx, ss, w.careful.rec, w.p, w.offset, w.careful.prior+1)
 	}
 	return unlock
 }
@@ -195,21 +194,17 @@ func (r *Runner) recordAttempt(ctx context.Context, ss *session, rec AttemptReco
 	ss.commitMu.Lock()
 	defer ss.commitMu.Unlock()
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		begin := time.Now()
-		err := rec.RecordAttempt(mctx, p.topic, p.id, offset, attempts)
-		cancel()
-		if r.opts.Hooks.Commit != nil {
-			r.opts.Hooks.Commit(time.Since(begin), err)
-		}
+		err := r.timedCommit(func() error {
+			mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return rec.RecordAttempt(mctx, p.topic, p.id, offset, attempts)
+		})
 		if err == nil {
-			r.commits.Add(1)
 			if offset > p.committed.Load() {
 				p.committed.Store(offset)
 			}
 			return
 		}
-		r.commitErr.Add(1)
 		if ctx.Err() != nil || backoff >= 2*time.Second {
 			r.log.Warn("recording a message's attempt failed; its crash-loop count is not kept",
 				"topic", p.topic, "partition", p.id, "offset", offset, "err", err)
@@ -234,18 +229,11 @@ func (r *Runner) commitPast(ctx context.Context, ss *session, w *work) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	begin := time.Now()
-	err := ss.src.Commit(cctx, map[string]map[int]int64{p.topic: {p.id: next}})
-	if r.opts.Hooks.Commit != nil {
-		r.opts.Hooks.Commit(time.Since(begin), err)
-	}
-	if err != nil {
-		r.commitErr.Add(1)
+	if err := r.timedCommit(func() error { return ss.src.Commit(cctx, map[string]map[int]int64{p.topic: {p.id: next}}) }); err != nil {
 		r.log.Warn("committing past a careful message failed; the periodic commit will", "topic", p.topic,
 			"partition", p.id, "offset", w.offset, "err", err)
 		return
 	}
-	r.commits.Add(1)
 	p.committed.Store(next)
 }
 

@@ -199,22 +199,31 @@ func (r *Runner) commit(ctx context.Context, ss *session, ps []*partition) error
 	if len(offsets) == 0 {
 		return nil
 	}
-	start := time.Now()
-	err := ss.src.Commit(ctx, offsets)
-	if r.opts.Hooks.Commit != nil {
-		r.opts.Hooks.Commit(time.Since(start), err)
-	}
-	if err != nil {
-		r.commitErr.Add(1)
+	if err := r.timedCommit(func() error { return ss.src.Commit(ctx, offsets) }); err != nil {
 		return err
 	}
-	r.commits.Add(1)
 	for _, p := range ps {
 		if pos, ok := offsets[p.topic][p.id]; ok {
 			p.committed.Store(pos)
 		}
 	}
 	return nil
+}
+
+// timedCommit runs one commit request and records it: the Commit hook
+// (its latency) and the commit or commit-error count.
+func (r *Runner) timedCommit(commit func() error) error {
+	start := time.Now()
+	err := commit()
+	if r.opts.Hooks.Commit != nil {
+		r.opts.Hooks.Commit(time.Since(start), err)
+	}
+	if err != nil {
+		r.commitErr.Add(1)
+	} else {
+		r.commits.Add(1)
+	}
+	return err
 }
 
 func partitionNames(ps []*partition) []string {
