@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -31,12 +32,18 @@ const (
 	peerUnlimitedAdaptive = "unlimited-adaptive"
 	peerKneeFixed         = "knee-fixed"
 	peerKneeAdaptive      = "knee-adaptive"
+	peerKnee40            = "knee-fixed-40"
+	peerKnee48            = "knee-fixed-48"
 	adaptiveMax           = 512
 	kneeSlots             = 40
 	adaptiveDelay         = 5 * time.Millisecond
 )
 
-var adaptivePeers = []string{peerUnlimitedFixed, peerUnlimitedAdaptive, peerKneeFixed, peerKneeAdaptive}
+// knee-fixed-40 and knee-fixed-48 show the knee's rate curve and latency
+// near the endpoint's 40 slots: the node holds a slot for longer than the
+// endpoint does (its own share of each invocation), so the endpoint's 40
+// fill at a node limit above 40.
+var adaptivePeers = []string{peerUnlimitedFixed, peerUnlimitedAdaptive, peerKneeFixed, peerKnee40, peerKnee48, peerKneeAdaptive}
 
 // adaptiveStats are what a run of the family measured beyond the rate.
 type adaptiveStats struct {
@@ -57,7 +64,9 @@ var (
 	adaptiveResults = map[string]adaptiveStats{} // by handler name
 )
 
-func runAdaptive(ctx context.Context, c consumeSpec, knee, adaptive bool) error {
+// runAdaptive runs one variant: fixed is its fixed limit, 0 the adaptive
+// {1, adaptiveMax}.
+func runAdaptive(ctx context.Context, c consumeSpec, knee bool, fixed int) error {
 	var slots chan struct{}
 	if knee {
 		slots = make(chan struct{}, kneeSlots)
@@ -91,8 +100,8 @@ func runAdaptive(ctx context.Context, c consumeSpec, knee, adaptive bool) error 
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	var concurrency any = adaptiveMax
-	if adaptive {
+	var concurrency any = fixed
+	if fixed == 0 {
 		concurrency = map[string]int{"min": 1, "max": adaptiveMax}
 	}
 	fields := map[string]any{"name": c.name, "topic": c.topic, "concurrency": concurrency,
@@ -197,10 +206,14 @@ func reportAdaptive(w io.Writer, o options, rows []result) {
 		switch r.peer {
 		case peerUnlimitedFixed, peerKneeFixed:
 			note = fmt.Sprintf("concurrency %d", adaptiveMax)
+		case peerKnee40:
+			note = "concurrency 40"
+		case peerKnee48:
+			note = "concurrency 48"
 		default:
 			note = fmt.Sprintf("concurrency {min: 1, max: %d}", adaptiveMax)
 		}
-		if r.peer == peerKneeFixed || r.peer == peerKneeAdaptive {
+		if strings.HasPrefix(r.peer, "knee-") {
 			note += fmt.Sprintf("; the endpoint serves %d at once", kneeSlots)
 		}
 		if r.err != nil {

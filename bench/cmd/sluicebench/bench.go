@@ -51,7 +51,7 @@ func (b *bench) family(name string) family {
 			limit: b.opts.timeout, peers: httpPeers, concurrency: httpConcurrency}
 	case "adaptive":
 		return family{name: name, topic: "bench.adaptive", messages: b.opts.adaptiveMessages, keys: 1000,
-			limit: b.opts.timeout, peers: adaptivePeers, concurrency: adaptiveMax}
+			limit: b.opts.timeout, peers: b.opts.adaptiveVariants, concurrency: adaptiveMax}
 	default:
 		return family{name: name, topic: "bench.noop", messages: b.opts.messages, keys: b.opts.keys, limit: b.opts.timeout,
 			peers: b.opts.peers, concurrency: b.opts.concurrency}

@@ -52,6 +52,7 @@ type options struct {
 	slowCap          time.Duration
 	httpMessages     int
 	adaptiveMessages int
+	adaptiveVariants []string
 	latencyDur       time.Duration
 	timeout          time.Duration
 	rounds           int
@@ -134,6 +135,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.slowCap, "slow-cap", 20*time.Second, "slow scenario: stop a peer after this long and rate what it processed")
 	fs.IntVar(&o.httpMessages, "http-messages", 200_000, "messages in the http topic")
 	fs.IntVar(&o.adaptiveMessages, "adaptive-messages", 60_000, "messages in the adaptive topic")
+	var variants string
+	fs.StringVar(&variants, "adaptive-variants", strings.Join(adaptivePeers, ","), "comma list of the adaptive family's variants: "+strings.Join(adaptivePeers, ","))
 	fs.DurationVar(&o.latencyDur, "latency-duration", 20*time.Second, "latency scenario: how long to publish and record, after the warm-up")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long and report what it processed")
 	fs.IntVar(&o.rounds, "rounds", 1, "runs per peer; the table shows the median")
@@ -149,6 +152,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	var err error
 	if o.scenarios, err = list(scenarios, allScenarios, "scenarios"); err != nil {
+		return o, err
+	}
+	if o.adaptiveVariants, err = list(variants, adaptivePeers, "adaptive-variants"); err != nil {
 		return o, err
 	}
 	if o.peers, err = list(peers, allPeers, "peers"); err != nil {

@@ -29,10 +29,12 @@ var consumers = map[string]consumer{
 	peerKafkaGo:           runKafkaGo,
 	peerWatermill:         runWatermill,
 	peerHTTPSingle:        func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, false) },
-	peerUnlimitedFixed:    func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, false, false) },
-	peerUnlimitedAdaptive: func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, false, true) },
-	peerKneeFixed:         func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, false) },
-	peerKneeAdaptive:      func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, true) },
+	peerUnlimitedFixed:    func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, false, adaptiveMax) },
+	peerUnlimitedAdaptive: func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, false, 0) },
+	peerKneeFixed:         func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, adaptiveMax) },
+	peerKnee40:            func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, 40) },
+	peerKnee48:            func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, 48) },
+	peerKneeAdaptive:      func(ctx context.Context, c consumeSpec) error { return runAdaptive(ctx, c, true, 0) },
 	peerHTTPBatch:         func(ctx context.Context, c consumeSpec) error { return runSluiceHTTP(ctx, c, true) },
 }
 
