@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/handlers"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
@@ -32,6 +34,9 @@ import (
 type queueSource struct {
 	name  string
 	write func(t *testing.T, topic, key, value string)
+	// deadLetters reads, with the same client, the payloads of the
+	// dead-letter topic named dlq on that server, without consuming them.
+	deadLetters func(t *testing.T, dlq string) []string
 }
 
 func unique(prefix string) string {
@@ -52,6 +57,18 @@ func run(t *testing.T, name string, args ...string) string {
 var queueSources = []queueSource{
 	{"redis", func(t *testing.T, topic, key, value string) {
 		run(t, "redis-cli", "-h", "127.0.0.1", "XADD", topic, "*", "key", key, "value", value, "origin", "redis-cli")
+	}, func(t *testing.T, dlq string) []string {
+		// XRANGE prints each entry's id, then its fields and values, a
+		// line each: the payload follows the line "payload".
+		lines := strings.Split(strings.TrimSpace(run(t, "redis-cli", "-h", "127.0.0.1", "--no-raw", "XRANGE", dlq, "-", "+")), "\n")
+		var out []string
+		for i, l := range lines {
+			if strings.HasSuffix(l, `"payload"`) && i+1 < len(lines) {
+				v := lines[i+1]
+				out = append(out, strings.Trim(v[strings.Index(v, `"`):], `"`))
+			}
+		}
+		return out
 	}},
 	{"nats", func(t *testing.T, topic, key, value string) {
 		nc, err := nats.Connect("nats://127.0.0.1:4222")
@@ -69,6 +86,29 @@ var queueSources = []queueSource{
 		m.Header.Set("origin", "nats.go")
 		if _, err := js.PublishMsg(m); err != nil {
 			t.Fatalf("nats publish: %v", err)
+		}
+	}, func(t *testing.T, dlq string) []string {
+		nc, err := nats.Connect("nats://127.0.0.1:4222")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := nc.JetStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := js.SubscribeSync(dlq, nats.OrderedConsumer(), nats.DeliverAll())
+		if err != nil {
+			t.Fatalf("nats subscribe %s: %v", dlq, err)
+		}
+		defer sub.Unsubscribe()
+		var out []string
+		for {
+			m, err := sub.NextMsg(time.Second)
+			if err != nil {
+				return out
+			}
+			out = append(out, string(m.Data))
 		}
 	}},
 	{"amqp", func(t *testing.T, topic, key, value string) {
@@ -90,11 +130,44 @@ var queueSources = []queueSource{
 		if err != nil || !conf.Wait() {
 			t.Fatalf("amqp publish: %v", err)
 		}
+	}, func(t *testing.T, dlq string) []string {
+		// A stream queue, read from its first offset: reading takes
+		// nothing away.
+		conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Qos(100, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := ch.Consume(dlq, "", false, false, false, false, amqp.Table{"x-stream-offset": "first"})
+		if err != nil {
+			t.Fatalf("amqp consume %s: %v", dlq, err)
+		}
+		var out []string
+		for {
+			select {
+			case d := <-ds:
+				out = append(out, string(d.Body))
+				_ = d.Ack(false)
+			case <-time.After(time.Second):
+				return out
+			}
+		}
 	}},
 	{"postgres", func(t *testing.T, topic, key, value string) {
 		md, _ := json.Marshal(map[string]string{"key": key, "origin": "psql"})
 		run(t, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc",
 			fmt.Sprintf(`INSERT INTO "watermill_%s" (payload, metadata) VALUES (convert_to('%s', 'UTF8'), '%s')`, topic, value, md))
+	}, func(t *testing.T, dlq string) []string {
+		out := run(t, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc",
+			fmt.Sprintf(`SELECT convert_from(payload, 'UTF8') FROM "watermill_%s" ORDER BY "offset"`, dlq))
+		return strings.Fields(out)
 	}},
 }
 
@@ -148,6 +221,16 @@ func TestQueueSourcesDeliverDeadLetterAndReplay(t *testing.T) {
 			if e.Attempts != 3 || e.Key != "k-poison" || e.SourceTopic != topic || !strings.Contains(e.Error, "HTTP 500") {
 				t.Fatalf("dead letter %+v", e)
 			}
+			// The dead letter is on the queue's own server, where the
+			// queue's own client reads it.
+			dlqTopic := n.handler(t, handler).Spec.DeadLetter.Topic
+			where, dlqName := handlers.SplitDeadLetterTopic(dlqTopic)
+			if string(where) != qs.name || dlqTopic != handlers.DefaultDeadLetterTopic(where, handler) {
+				t.Fatalf("dead-letter topic %q, want the default on %s", dlqTopic, qs.name)
+			}
+			if got := qs.deadLetters(t, dlqName); len(got) != 1 || got[0] != "poison" {
+				t.Fatalf("%s's own client reads %q from %s, want [poison]", qs.name, got, dlqName)
+			}
 			for i := 0; i < good; i++ {
 				if a := ep.attemptsOf(fmt.Sprintf("good-%d", i)); a != 1 {
 					t.Fatalf("good-%d delivered %d times, want 1", i, a)
@@ -169,6 +252,22 @@ func TestQueueSourcesDeliverDeadLetterAndReplay(t *testing.T) {
 			}, "backlog drained")
 			if p := n.dlq(t, handler, "?state=dead"); p.Total != 0 {
 				t.Fatalf("%d entries still dead after the replay", p.Total)
+			}
+			// Listing, showing and replaying took nothing from the server:
+			// the entry stays, marked replayed.
+			if got := qs.deadLetters(t, dlqName); len(got) != 1 {
+				t.Fatalf("after the replay %s holds %q, want the one dead letter still", dlqName, got)
+			}
+			if p := n.dlq(t, handler, "?state=replayed"); p.Total != 1 {
+				t.Fatalf("%d entries replayed, want 1", p.Total)
+			}
+			// A deleted handler's dead letters stay reachable on the server
+			// by naming the topic.
+			if code, body := n.do(t, "DELETE", "/v1/handlers/"+handler, ""); code/100 != 2 {
+				t.Fatalf("delete: %d %s", code, body)
+			}
+			if p := n.dlq(t, handler, "?topic="+url.QueryEscape(dlqTopic)); p.Total != 1 || p.Entries[0].State != "replayed" {
+				t.Fatalf("the deleted handler's dead letters with ?topic=%s: %+v", dlqTopic, p)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/handlers"
@@ -92,12 +91,10 @@ func dlqTopicParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if t == "" {
 		return "", true
 	}
-	if err := handlers.ValidateTopic("topic", t); err != nil {
+	// A Kafka topic, or "<source>:<name>" on a queue server.
+	src, _ := handlers.SplitDeadLetterTopic(t)
+	if err := handlers.ValidateDeadLetterTopic("topic", src, t, ""); err != nil {
 		writeErr(w, http.StatusBadRequest, err)
-		return "", false
-	}
-	if strings.HasPrefix(t, "__") {
-		writeErr(w, http.StatusBadRequest, &handlers.FieldError{Field: "topic", Msg: fmt.Sprintf("%q is an internal topic, never a dead-letter topic", t)})
 		return "", false
 	}
 	return t, true

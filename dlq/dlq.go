@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -72,7 +73,11 @@ var ErrNotDead = errors.New("dead-letter entry is not dead")
 
 // Queue is the dead-letter queue of every handler. Safe for concurrent use.
 type Queue struct {
-	tc     *topics.Client
+	tc *topics.Client
+	// logs keep the dead-letter topics of queue handlers on their own
+	// servers, by source (UseLog).
+	logsMu sync.RWMutex
+	logs   map[handlers.Source]Log
 	states *ktable.Table
 	log    *slog.Logger
 	// invalid counts skipped state records.
@@ -93,6 +98,44 @@ func New(tc *topics.Client, brokers []string, dialer *kafka.Dialer, log *slog.Lo
 	q.states = ktable.New(ktable.Config{Topics: tc, Brokers: brokers, Dialer: dialer, Topic: StateTopic, Logger: log,
 		Decode: q.checkState})
 	return q
+}
+
+// Log is where a dead-letter topic's records live: the node's Kafka
+// (topics.Client), or a queue server's log (queues.DeadLetterLog), which
+// has the shape of a one-partition topic.
+type Log interface {
+	Partitions(ctx context.Context, topic string) (int, error)
+	Offsets(ctx context.Context, topic string, partitions int) (map[int]topics.Range, error)
+	Read(ctx context.Context, topic string, partition int, from, to int64, fn func(topics.Message) bool) error
+	Produce(ctx context.Context, topic string, recs []topics.Record) ([]topics.Produced, error)
+}
+
+var _ Log = (*topics.Client)(nil)
+
+// UseLog keeps the dead-letter topics of source's server ("<source>:<name>",
+// see handlers.SplitDeadLetterTopic) in l.
+func (q *Queue) UseLog(source handlers.Source, l Log) {
+	q.logsMu.Lock()
+	defer q.logsMu.Unlock()
+	if q.logs == nil {
+		q.logs = map[handlers.Source]Log{}
+	}
+	q.logs[source] = l
+}
+
+// logOf returns where topic lives and its name there.
+func (q *Queue) logOf(topic string) (Log, string, error) {
+	src, name := handlers.SplitDeadLetterTopic(topic)
+	if src == handlers.SourceKafka {
+		return q.tc, topic, nil
+	}
+	q.logsMu.RLock()
+	l := q.logs[src]
+	q.logsMu.RUnlock()
+	if l == nil {
+		return nil, "", fmt.Errorf("dead-letter topic %q: this node reaches no %s server", topic, src)
+	}
+	return l, name, nil
 }
 
 // State keys. An entry's state is keyed by the handler, the dead-letter
@@ -173,17 +216,14 @@ func parseStateKey(key string) (kind stateKeyKind, handler, topic, id string, er
 	return kind, handler, topic, id, nil
 }
 
-// CheckTopic checks that topic may be a dead-letter topic: a valid Kafka
-// topic name outside Sluice's own (names starting with __), as a spec's
-// deadLetter.topic must be.
+// CheckTopic checks that topic may be a dead-letter topic, as a spec's
+// deadLetter.topic must be: a Kafka topic name, or "<source>:<name>" on a
+// queue server that accepts the name, outside Sluice's own names (those
+// starting with __).
 func CheckTopic(topic string) error {
-	if err := handlers.ValidateTopic("topic", topic); err != nil {
-		return err
-	}
-	if strings.HasPrefix(topic, "__") {
-		return &handlers.FieldError{Field: "topic", Msg: fmt.Sprintf("%q is an internal topic, never a dead-letter topic", topic)}
-	}
-	return nil
+	src, _ := handlers.SplitDeadLetterTopic(topic)
+	// The handler's own topic is not known here: "" never matches.
+	return handlers.ValidateDeadLetterTopic("topic", src, topic, "")
 }
 
 // checkState admits a state record only if its key is one of the forms
@@ -275,7 +315,10 @@ func (q *Queue) DeadLetter(ctx context.Context, topic string, m *handlers.Messag
 			k != handlers.HeaderOriginal && k != handlers.HeaderReplayOf
 	}
 	rec := topics.Forward(m.Key, m.Value, topics.KafkaHeaders(m.Headers), keep, extra...)
-	_, err := q.tc.Produce(ctx, topic, []topics.Record{rec})
+	l, name, err := q.logOf(topic)
+	if err == nil {
+		_, err = l.Produce(ctx, name, []topics.Record{rec})
+	}
 	if err != nil {
 		return fmt.Errorf("dead-lettering %s to %s: %w", m.ID(), topic, err)
 	}
@@ -578,14 +621,18 @@ func (q *Queue) entries(ctx context.Context, handler, topic string, limit int64)
 // scan reads up to limit newest records of each partition (all when limit
 // is 0) and returns handler's records, without states.
 func (q *Queue) scan(ctx context.Context, handler, topic string, limit int64) ([]Entry, error) {
-	n, err := q.tc.Partitions(ctx, topic)
+	l, name, err := q.logOf(topic)
+	if err != nil {
+		return nil, err
+	}
+	n, err := l.Partitions(ctx, name)
 	if errors.Is(err, topics.ErrUnknownTopic) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	ranges, err := q.tc.Offsets(ctx, topic, n)
+	ranges, err := l.Offsets(ctx, name, n)
 	if err != nil {
 		return nil, err
 	}
@@ -596,7 +643,7 @@ func (q *Queue) scan(ctx context.Context, handler, topic string, limit int64) ([
 		if limit > 0 && rg.End-limit > from {
 			from = rg.End - limit
 		}
-		err := q.tc.Read(ctx, topic, p, from, rg.End, func(m topics.Message) bool {
+		err := l.Read(ctx, name, p, from, rg.End, func(m topics.Message) bool {
 			if e, ok := decode(handler, topic, m, false); ok {
 				out = append(out, e)
 			}
@@ -652,14 +699,18 @@ func (q *Queue) record(ctx context.Context, handler, topic, id string, withPaylo
 	if err != nil {
 		return Entry{}, err
 	}
-	n, err := q.tc.Partitions(ctx, topic)
+	l, name, err := q.logOf(topic)
+	if err != nil {
+		return Entry{}, err
+	}
+	n, err := l.Partitions(ctx, name)
 	if errors.Is(err, topics.ErrUnknownTopic) || err == nil && p >= n {
 		return Entry{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	if err != nil {
 		return Entry{}, err
 	}
-	ranges, err := q.tc.Offsets(ctx, topic, n)
+	ranges, err := l.Offsets(ctx, name, n)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -668,7 +719,7 @@ func (q *Queue) record(ctx context.Context, handler, topic, id string, withPaylo
 	}
 	var e Entry
 	found := false
-	err = q.tc.Read(ctx, topic, p, off, off+1, func(m topics.Message) bool {
+	err = l.Read(ctx, name, p, off, off+1, func(m topics.Message) bool {
 		if m.Offset == off {
 			e, found = decode(handler, topic, m, withPayload)
 		}

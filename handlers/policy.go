@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -138,7 +137,7 @@ func (s *Spec) normalizePolicy() {
 		s.DeadLetter = &DeadLetterSpec{}
 	}
 	if s.DeadLetter.Topic == "" {
-		s.DeadLetter.Topic = s.Name + ".dlq"
+		s.DeadLetter.Topic = DefaultDeadLetterTopic(s.Source, s.Name)
 	}
 }
 
@@ -214,18 +213,8 @@ func (s *Spec) validatePolicy() error {
 		// 0 is none; NaN and negatives fail the test too.
 		return &FieldError{Field: "rateLimit", Msg: fmt.Sprintf("must be 0 (none) or between %g and %g per second, got %g", MinRateLimit, float64(MaxRateLimit), s.RateLimit)}
 	}
-	if err := ValidateTopic("deadLetter.topic", s.DeadLetter.Topic); err != nil {
+	if err := ValidateDeadLetterTopic("deadLetter.topic", s.Source, s.DeadLetter.Topic, s.Topic); err != nil {
 		return err
-	}
-	if strings.HasPrefix(s.DeadLetter.Topic, "__") {
-		// Sluice's own topics (the registry, the dead-letter states, every
-		// handler's replay and delay topics) are not a place to write to:
-		// a dead letter there would be read back as state or replayed in
-		// a loop.
-		return &FieldError{Field: "deadLetter.topic", Msg: fmt.Sprintf("%q is an internal topic: names starting with __ belong to Sluice", s.DeadLetter.Topic)}
-	}
-	if s.DeadLetter.Topic == s.Topic {
-		return &FieldError{Field: "deadLetter.topic", Msg: "must differ from the handler's topic"}
 	}
 	return nil
 }

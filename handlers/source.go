@@ -1,6 +1,9 @@
 package handlers
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Source names the kind of queue a handler consumes.
 type Source string
@@ -81,4 +84,80 @@ func ValidateSourceTopic(source Source, field, topic string) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf("%q: with source postgres the topic is part of a table name: use up to 40 of a-z A-Z 0-9 _ -", topic)}
 	}
 	return nil
+}
+
+// A queue handler's dead letters are kept on its own queue server by
+// default. Its deadLetter.topic then names the server as a prefix,
+// "<source>:<name>" (Kafka topic names cannot hold a colon, so the two
+// never mix up); a name without a prefix is a Kafka topic on the node's
+// cluster, as for a Kafka handler.
+
+// SplitDeadLetterTopic splits a dead-letter topic into the server that
+// keeps it and its name there: "redis:orders.dlq" is (redis,
+// "orders.dlq"), "orders.dlq" is (kafka, "orders.dlq").
+func SplitDeadLetterTopic(topic string) (Source, string) {
+	if src, name, ok := strings.Cut(topic, ":"); ok {
+		if s, err := ParseSource(src); err == nil && s.IsQueue() {
+			return s, name
+		}
+	}
+	return SourceKafka, topic
+}
+
+// maxPgDeadLetter is the longest postgres dead-letter name: a table-name
+// part, as a postgres topic is.
+const maxPgDeadLetter = 40
+
+// DefaultDeadLetterTopic is the dead-letter topic of a handler that names
+// none: <name>.dlq on Kafka, and on the handler's own server for a queue
+// (<name>_dlq on postgres, where a dot cannot be part of a table name,
+// cut to fit; entries carry their handler, so two handlers sharing a cut
+// name still list their own).
+func DefaultDeadLetterTopic(source Source, name string) string {
+	_, err := ParseSource(string(source))
+	switch {
+	case err != nil || !source.IsQueue():
+		return name + ".dlq" // an unknown source is refused on its own
+	case source == SourcePostgres:
+		return string(source) + ":" + name[:min(len(name), maxPgDeadLetter-4)] + "_dlq"
+	default:
+		return string(source) + ":" + name + ".dlq"
+	}
+}
+
+// ValidateDeadLetterTopic checks a dead-letter topic for a handler of
+// source whose topic is own: a Kafka topic name, or one on the handler's
+// own queue server that the server accepts, outside Sluice's own names
+// (starting with __) and never the handler's own topic.
+func ValidateDeadLetterTopic(field string, source Source, topic, own string) error {
+	where, name := SplitDeadLetterTopic(topic)
+	if where.IsQueue() && where != source.kind() {
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q is on %s: a handler of source %s keeps its dead letters on its own server (%s:<name>) or in a Kafka topic (a name with no prefix)",
+			topic, where, source.kind(), source.kind())}
+	}
+	if err := ValidateTopic(field, name); err != nil {
+		return err
+	}
+	if err := ValidateSourceTopic(where, field, name); err != nil {
+		return err
+	}
+	if strings.HasPrefix(name, "__") {
+		// Sluice's own topics (the registry, the dead-letter states, every
+		// handler's replay and delay topics) are not a place to write to:
+		// a dead letter there would be read back as state or replayed in
+		// a loop.
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q is an internal topic: names starting with __ belong to Sluice", topic)}
+	}
+	if name == own && where == source.kind() {
+		return &FieldError{Field: field, Msg: "must differ from the handler's topic"}
+	}
+	return nil
+}
+
+// kind is s, Kafka when empty.
+func (s Source) kind() Source {
+	if s == "" {
+		return SourceKafka
+	}
+	return s
 }

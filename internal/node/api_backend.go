@@ -383,10 +383,19 @@ func (n *Node) deadLetterTopics(name, topic string) (dlqTopic string, spec *hand
 	if err := dlq.CheckTopic(topic); err != nil {
 		return "", nil, err
 	}
-	if ok && topic == e.Spec.DeadLetter.Topic || n.dlq.IsRetired(name, topic) || topic == name+".dlq" {
+	// The default topics of every source: a deleted handler's source is
+	// not known.
+	var defaults []string
+	for _, src := range handlers.Sources {
+		defaults = append(defaults, handlers.DefaultDeadLetterTopic(src, name))
+	}
+	if ok && topic == e.Spec.DeadLetter.Topic || n.dlq.IsRetired(name, topic) || slices.Contains(defaults, topic) {
 		return topic, spec, nil
 	}
-	known := []string{name + ".dlq"}
+	known := []string{handlers.DefaultDeadLetterTopic(handlers.SourceKafka, name)}
+	if ok {
+		known = append(known, handlers.DefaultDeadLetterTopic(e.Spec.Source, name))
+	}
 	if ok {
 		known = append(known, e.Spec.DeadLetter.Topic)
 	}

@@ -286,6 +286,16 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 		NATSURL: n.cfg.NATSURL, AMQPURL: n.cfg.AMQPURL, RedisURL: n.cfg.RedisURL, PostgresURL: n.cfg.PostgresURL,
 		Node: nodeID, RedeliverAfter: n.cfg.RedeliverAfter, Logger: n.log,
 	})
+	// A queue handler's dead letters live on its own server.
+	for _, src := range handlers.Sources {
+		if src.IsQueue() {
+			l, err := qs.DeadLetterLog(src)
+			if err != nil {
+				return err
+			}
+			dq.UseLog(src, l)
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.brokers, n.tc, n.reg, n.dlq, n.httpAddr, n.startedAt = brokers, tc, reg, dq, httpAddr, time.Now()
