@@ -474,6 +474,7 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 			for i := 0; i < N; i++ {
 				msgs = append(msgs, fmt.Sprintf(`{"value":"b-%d"}`, i))
 			}
+			published := time.Now()
 			if code, body := n.do(t, "POST", "/v1/topics/"+topic+"/messages?source="+qs.name, `{"messages":[`+strings.Join(msgs, ",")+`]}`); code != 200 {
 				t.Fatalf("publish: %d %s", code, body)
 			}
@@ -538,6 +539,25 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 			}, "the backlog of %d messages with %d in hand (last read: %v)", N, c, lazyText{func() string { return st + "; " + ov + "; " + mw + " " + mu }})
 			t.Logf("%s backlog with %d of %d in hand: %s; %s; %s %s", qs.name, c, N, st, ov, mw, mu)
 
+			// The oldest message not finished is one of those in hand,
+			// published with the rest: its age grows past a second, in the
+			// status and the metric alike, and never exceeds the time since
+			// the publish. RabbitMQ cannot say (a queue cannot be read
+			// without taking messages): 0.
+			var age, metricAge float64
+			testkit.Eventually(t, 60*time.Second, func() bool {
+				age = n.handler(t, handler).Status.OldestAgeSeconds
+				metricAge, _ = metricValue(scrape(t, n.base), "sluice_consumer_oldest_message_age_seconds", map[string]string{"sluice_handler": handler})
+				if qs.name == "amqp" {
+					return age == 0 && metricAge == 0 && time.Since(published) > 2*time.Second
+				}
+				return age >= 1 && metricAge >= 1
+			}, "the oldest message's age (status %v, metric %v)", lazyText{func() string { return fmt.Sprint(age) }}, lazyText{func() string { return fmt.Sprint(metricAge) }})
+			if limit := time.Since(published).Seconds() + 1; age > limit || metricAge > limit {
+				t.Fatalf("oldest age %v (metric %v), more than the %vs since the messages were published", age, metricAge, limit)
+			}
+			t.Logf("%s: oldest message age %.1fs (metric %.1fs) with %d in hand", qs.name, age, metricAge, c)
+
 			close(release)
 			testkit.Eventually(t, 60*time.Second, func() bool { return ep.okCount() == N+1 }, "all %d handled", N+1)
 			testkit.Eventually(t, 30*time.Second, func() bool {
@@ -548,8 +568,9 @@ func TestQueueBacklogIsTheQueues(t *testing.T) {
 				text := scrape(t, n.base)
 				w, okw := metricValue(text, "sluice_queue_backlog", map[string]string{"sluice_handler": handler, "sluice_backlog_state": "waiting"})
 				u, _ := metricValue(text, "sluice_queue_backlog", map[string]string{"sluice_handler": handler, "sluice_backlog_state": "unacked"})
-				return okw && w == 0 && u == 0
-			}, "the backlog drained to 0")
+				a, _ := metricValue(text, "sluice_consumer_oldest_message_age_seconds", map[string]string{"sluice_handler": handler})
+				return okw && w == 0 && u == 0 && a == 0 && h.OldestAgeSeconds == 0
+			}, "the backlog drained to 0, and the oldest age with it")
 		})
 	}
 }

@@ -47,6 +47,9 @@ type Sampler struct {
 // acknowledged; -1 where the queue does not say.
 type QueueBacklog struct {
 	Waiting, Unacked int64
+	// Oldest is when the oldest message not yet finished was written;
+	// zero when none is, or the queue cannot tell.
+	Oldest time.Time
 }
 
 type history struct {
@@ -193,6 +196,10 @@ func (s *Sampler) SampleOnce(ctx context.Context) {
 		}
 		if h.queueOK {
 			p.Lag = max(0, h.queue.Waiting)
+			h.oldest = 0
+			if !h.queue.Oldest.IsZero() {
+				h.oldest = max(0, now.Sub(h.queue.Oldest).Seconds())
+			}
 		}
 		p.OldestAgeSeconds = h.oldest
 		h.last, h.lastAt = st, now

@@ -271,7 +271,15 @@ func (d *natsDriver) backlog(ctx context.Context, topic, group string) (Backlog,
 	if err != nil {
 		return Backlog{Waiting: -1, Unacked: -1}, err
 	}
-	return Backlog{Waiting: int64(ci.NumPending), Unacked: int64(ci.NumAckPending)}, nil
+	b := Backlog{Waiting: int64(ci.NumPending), Unacked: int64(ci.NumAckPending)}
+	if b.Waiting+b.Unacked > 0 {
+		// The message after the ack floor is the oldest not finished,
+		// when it is the subject's (a stream Sluice made holds only it).
+		if m, err := js.GetMsg(stream, ci.AckFloor.Stream+1, nats.Context(ctx)); err == nil && m.Subject == topic {
+			b.Oldest = m.Time
+		}
+	}
+	return b, nil
 }
 
 func (d *natsDriver) close() error {

@@ -141,15 +141,18 @@ func (d *postgresDriver) backlog(ctx context.Context, topic, group string) (Back
 		return Backlog{Waiting: -1, Unacked: -1}, err
 	}
 	var n int64
+	var oldest stdsql.NullTime
 	q := `WITH p AS (SELECT COALESCE((SELECT last_processed_transaction_id FROM ` + pgOffsetsTable(topic) +
 		` WHERE consumer_group = $1), '0'::xid8) AS tx, COALESCE((SELECT offset_acked FROM ` + pgOffsetsTable(topic) +
 		` WHERE consumer_group = $1), 0) AS off)
-		SELECT count(*) FROM ` + pgSchema().MessagesTable(topic) + `, p
+		SELECT count(*), min(created_at AT TIME ZONE current_setting('TimeZone')) FROM ` + pgSchema().MessagesTable(topic) + `, p
 		WHERE (transaction_id = p.tx AND "offset" > p.off) OR transaction_id > p.tx`
-	if err := db.QueryRowContext(ctx, q, group).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, q, group).Scan(&n, &oldest); err != nil {
 		return Backlog{Waiting: -1, Unacked: -1}, err
 	}
-	return Backlog{Waiting: n, Unacked: -1}, nil
+	// Rows past the group's position include those in hand: the oldest of
+	// them is the oldest not finished.
+	return Backlog{Waiting: n, Unacked: -1, Oldest: oldest.Time}, nil
 }
 
 func pgOffsetsTable(topic string) string {

@@ -98,6 +98,10 @@ type Backlog struct {
 	// Unacked counts those delivered and not yet acknowledged; -1 when the
 	// queue cannot tell.
 	Unacked int64 `json:"unacked"`
+	// Oldest is when the oldest message not yet finished (unacknowledged
+	// or waiting) was written; zero when none is, or the queue cannot
+	// tell (RabbitMQ: a queue cannot be read without taking messages).
+	Oldest time.Time `json:"-"`
 }
 
 // New returns Queues for cfg; nothing connects until used.

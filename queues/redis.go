@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,10 +112,37 @@ func (d *redisDriver) backlog(ctx context.Context, topic, group string) (Backlog
 	}
 	for _, g := range gs {
 		if g.Name == group {
-			return Backlog{Waiting: g.Lag, Unacked: g.Pending}, nil
+			b := Backlog{Waiting: g.Lag, Unacked: g.Pending}
+			b.Oldest = d.oldest(ctx, topic, group, g.Pending, g.LastDeliveredID)
+			return b, nil
 		}
 	}
 	return Backlog{Waiting: -1, Unacked: -1}, fmt.Errorf("stream %s has no group %s", topic, group)
+}
+
+// oldest is when the oldest entry the group has not finished was added:
+// the first pending one (delivered, not acknowledged), else the first
+// after the group's last delivered. An entry id's first part is the time
+// it was added, in milliseconds, when the writer let Redis choose it
+// (XADD *); zero when it cannot tell.
+func (d *redisDriver) oldest(ctx context.Context, topic, group string, pending int64, lastDelivered string) time.Time {
+	var id string
+	if pending > 0 {
+		if p, err := d.rc.XPending(ctx, topic, group).Result(); err == nil && p.Count > 0 {
+			id = p.Lower
+		}
+	}
+	if id == "" && lastDelivered != "" {
+		if xs, err := d.rc.XRangeN(ctx, topic, "("+lastDelivered, "+", 1).Result(); err == nil && len(xs) == 1 {
+			id = xs[0].ID
+		}
+	}
+	ms, _, ok := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil || n <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
 }
 
 func (d *redisDriver) close() error {

@@ -56,10 +56,13 @@ func (n *Node) view(ctx context.Context, e registry.Entry) api.Handler {
 	if e.Spec.Source.IsQueue() {
 		b := n.backlog(ctx, e.Spec)
 		st.Lag, st.Unacked = b.Waiting, b.Unacked
+		if !b.Oldest.IsZero() {
+			st.OldestAgeSeconds = max(0, time.Since(b.Oldest).Seconds())
+		}
 	} else {
 		st.Lag = n.lag(ctx, e.Spec)
 	}
-	if p, _, ok := n.sampler.Latest(e.Spec.Name); ok {
+	if p, _, ok := n.sampler.Latest(e.Spec.Name); ok && !e.Spec.Source.IsQueue() {
 		st.OldestAgeSeconds = p.OldestAgeSeconds
 	}
 	h.Status = st
@@ -394,10 +397,7 @@ func (n *Node) deadLetterTopics(name, topic string) (dlqTopic string, spec *hand
 	}
 	known := []string{handlers.DefaultDeadLetterTopic(handlers.SourceKafka, name)}
 	if ok {
-		known = append(known, handlers.DefaultDeadLetterTopic(e.Spec.Source, name))
-	}
-	if ok {
-		known = append(known, e.Spec.DeadLetter.Topic)
+		known = append(known, handlers.DefaultDeadLetterTopic(e.Spec.Source, name), e.Spec.DeadLetter.Topic)
 	}
 	for _, r := range n.dlq.RetiredTopics(name) {
 		known = append(known, r.Topic)
@@ -605,6 +605,9 @@ func (n *Node) Overview(ctx context.Context) api.Overview {
 			// The sampler measures Kafka groups; a queue says its own.
 			b := n.backlog(ctx, t.Spec)
 			h.Lag, h.Unacked, h.OldestAgeSeconds = b.Waiting, b.Unacked, 0
+			if !b.Oldest.IsZero() {
+				h.OldestAgeSeconds = max(0, time.Since(b.Oldest).Seconds())
+			}
 		}
 		out.Handlers = append(out.Handlers, h)
 	}

@@ -323,7 +323,7 @@ func (n *Node) assemble(brokers []string, nodeID, httpAddr string, tel *metrics.
 	n.sampler = metrics.NewSampler(tc, n.targets, n.cfg.SampleInterval)
 	n.sampler.SetQueueBacklog(func(ctx context.Context, spec handlers.Spec) (metrics.QueueBacklog, error) {
 		b, err := qs.Backlog(ctx, spec)
-		return metrics.QueueBacklog{Waiting: b.Waiting, Unacked: b.Unacked}, err
+		return metrics.QueueBacklog{Waiting: b.Waiting, Unacked: b.Unacked, Oldest: b.Oldest}, err
 	})
 	instr, err := metrics.NewInstruments(tel, n.sampler, n.targets)
 	if err != nil {
